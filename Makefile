@@ -1,0 +1,36 @@
+# The README's contract: `make demo` runs the main job against the local emulator,
+# `make test` runs every test. Each installs what it needs itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OAV := tools/oav/node_modules/.bin/oav
+
+.PHONY: demo test lint emulator clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+$(OAV): tools/oav/package.json tools/oav/package-lock.json
+	cd tools/oav && npm ci --no-audit --no-fund --loglevel=error
+	touch $(OAV)
+
+demo: $(STAMP)
+	$(PY) -m scripts.demo
+
+emulator: $(STAMP)
+	$(PY) -m emulator serve --state-dir .state/emulator --seed
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: $(STAMP) $(OAV)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) tools/oav/node_modules .state

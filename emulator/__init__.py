@@ -1,0 +1,8 @@
+"""Local Azure emulator for mccf-backup: managed identity, ARM (Managed CCF), Key Vault, Azure Files.
+
+Not deployed with the Functions app (.funcignore); see README "Local Azure emulator".
+"""
+
+from .runtime import Emulator
+
+__all__ = ["Emulator"]

@@ -1,0 +1,1 @@
+"""Azure Files (File service REST API) for one or more storage accounts."""
