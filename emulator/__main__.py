@@ -15,10 +15,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start every emulated service on free loopback ports")
     serve.add_argument("--state-dir", required=True, help="where state, TLS material and emulator.env live")
-    serve.add_argument("--seed", action="store_true",
-                       help="create two Managed CCF instances, the storage account and the Key Vault secret")
-    serve.add_argument("--operation-seconds", type=float, default=1.0,
-                       help="how long emulated backup/restore/create/delete operations take (default 1)")
+    serve.add_argument(
+        "--seed",
+        action="store_true",
+        help="create two Managed CCF instances, the storage account and the Key Vault secret",
+    )
+    serve.add_argument(
+        "--operation-seconds",
+        type=float,
+        default=1.0,
+        help="how long emulated backup/restore/create/delete operations take (default 1)",
+    )
     serve.add_argument("--record-arm", metavar="DIR", help="record ARM exchanges as oav traffic files in DIR")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -27,8 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        emulator = Emulator(args.state_dir, seed=args.seed, operation_seconds=args.operation_seconds,
-                            record_dir=args.record_arm, quiet=not args.verbose).start()
+        emulator = Emulator(
+            args.state_dir,
+            seed=args.seed,
+            operation_seconds=args.operation_seconds,
+            record_dir=args.record_arm,
+            quiet=not args.verbose,
+        ).start()
     except OSError as exc:
         print(f"emulator: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -29,11 +29,9 @@ from . import ledger
 from .clock import Clock, iso
 from .faults import FaultInjector
 from .fileshare.auth import AuthError, Operation, StorageAuthorizer, Target
-from .fileshare.service import CREATE_DIR, CREATE_FILE, CREATE_SHARE, GET_FILE, GET_SHARE, LIST_DIR, PUT_RANGE
+from .fileshare.service import CREATE_SHARE, GET_SHARE
 from .fileshare.store import FileStore, StorageError
 from .store import read_json, write_json
-from .throttle import Throttle
-from .tokens import ARM_AUDIENCES, TokenAuthority, TokenError
 
 API_VERSIONS = ("2023-06-28-preview", "2024-07-09-preview", "2024-09-19-preview", "2025-06-10-preview")
 NAMESPACE = "Microsoft.ConfidentialLedger"
@@ -48,9 +46,14 @@ ROUTES = [
     ("action", re.compile(rf"^{_RG}/(?P<name>[^/]+)/(?P<action>backup|restore)$", re.I)),
     ("list_rg", re.compile(rf"^{_RG}/?$", re.I)),
     ("list_sub", re.compile(rf"^{_P}/providers/Microsoft\.ConfidentialLedger/(?P<type>managedCCFs|ledgers)/?$", re.I)),
-    ("operation", re.compile(
-        rf"^{_P}/providers/Microsoft\.ConfidentialLedger/locations/(?P<loc>[^/]+)/"
-        r"(?P<kind>operationStatuses|operationResults)/(?P<op>[^/]+)$", re.I)),
+    (
+        "operation",
+        re.compile(
+            rf"^{_P}/providers/Microsoft\.ConfidentialLedger/locations/(?P<loc>[^/]+)/"
+            r"(?P<kind>operationStatuses|operationResults)/(?P<op>[^/]+)$",
+            re.I,
+        ),
+    ),
 ]
 TYPE_NAMES = {"managedccfs": "managedCCFs", "ledgers": "ledgers"}
 
@@ -62,8 +65,11 @@ class ArmError(Exception):
 
 
 def error_response(status: int, code: str, message: str) -> Response:
-    return Response(json.dumps({"error": {"code": code, "message": message}}), status=status,
-                    content_type="application/json; charset=utf-8")
+    return Response(
+        json.dumps({"error": {"code": code, "message": message}}),
+        status=status,
+        content_type="application/json; charset=utf-8",
+    )
 
 
 @dataclass
@@ -79,8 +85,16 @@ class ArmOptions:
 class ManagedCcfService:
     """State and rules of the resource provider; the WSGI app is ``ArmApp`` below."""
 
-    def __init__(self, state_dir: Path, clock: Clock, files: FileStore, storage_auth: StorageAuthorizer,
-                 file_endpoint: Callable[[], str], faults: FaultInjector, options: ArmOptions) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        clock: Clock,
+        files: FileStore,
+        storage_auth: StorageAuthorizer,
+        file_endpoint: Callable[[], str],
+        faults: FaultInjector,
+        options: ArmOptions,
+    ) -> None:
         self._path = state_dir / "arm.json"
         state = read_json(self._path, {})
         self.resources: dict[str, dict] = state.get("resources", {})
@@ -92,13 +106,30 @@ class ManagedCcfService:
         self._lock = threading.RLock()
 
     def save(self) -> None:
-        write_json(self._path, {"resources": self.resources, "tombstones": self.tombstones,
-                                "operations": self.operations, "backups": self.backups})
+        write_json(
+            self._path,
+            {
+                "resources": self.resources,
+                "tombstones": self.tombstones,
+                "operations": self.operations,
+                "backups": self.backups,
+            },
+        )
 
     # --- resources ---
-    def create_resource(self, resource_id: str, type_name: str, name: str, location: str, tags: dict | None,
-                        properties: dict | None, fixture: str | None = None, chunks: int = 1,
-                        state: str = "Succeeded", caller: str = "emulator") -> dict:
+    def create_resource(
+        self,
+        resource_id: str,
+        type_name: str,
+        name: str,
+        location: str,
+        tags: dict | None,
+        properties: dict | None,
+        fixture: str | None = None,
+        chunks: int = 1,
+        state: str = "Succeeded",
+        caller: str = "emulator",
+    ) -> dict:
         now = iso(self._clock.now())
         record = {
             "id": resource_id,
@@ -106,8 +137,14 @@ class ManagedCcfService:
             "type": f"{NAMESPACE}/{type_name}",
             "location": location,
             "tags": tags or {},
-            "systemData": {"createdBy": caller, "createdByType": "Application", "createdAt": now,
-                           "lastModifiedBy": caller, "lastModifiedByType": "Application", "lastModifiedAt": now},
+            "systemData": {
+                "createdBy": caller,
+                "createdByType": "Application",
+                "createdAt": now,
+                "lastModifiedBy": caller,
+                "lastModifiedByType": "Application",
+                "lastModifiedAt": now,
+            },
             "properties": dict(properties or {}),
             "provisioningState": state,
             "ledger": {"fixture": fixture or ledger.default_fixture(name), "chunks": chunks},
@@ -198,9 +235,14 @@ class ManagedCcfService:
 
     def running(self, resource_id: str, kinds: tuple[str, ...]) -> dict | None:
         self._settle_for(resource_id)
-        return next((o for o in self.operations.values()
-                     if o["resource"].lower() == resource_id.lower() and o["kind"] in kinds
-                     and o["status"] == "InProgress"), None)
+        return next(
+            (
+                o
+                for o in self.operations.values()
+                if o["resource"].lower() == resource_id.lower() and o["kind"] in kinds and o["status"] == "InProgress"
+            ),
+            None,
+        )
 
     # --- backup and restore against the storage account named by the SAS URL ---
     def parse_sas_uri(self, uri: str) -> tuple[str, str]:
@@ -210,13 +252,19 @@ class ManagedCcfService:
         if parts.scheme != "https":
             raise ArmError(400, "InvalidSasUri", "The 'uri' must be an https File service SAS URL.")
         if parts.netloc.lower() != endpoint.netloc.lower():
-            raise ArmError(400, "InvalidSasUri",
-                           f"The storage endpoint '{parts.scheme}://{parts.netloc}' in 'uri' cannot be reached; "
-                           "it must be the File service endpoint of the storage account.")
+            raise ArmError(
+                400,
+                "InvalidSasUri",
+                f"The storage endpoint '{parts.scheme}://{parts.netloc}' in 'uri' cannot be reached; "
+                "it must be the File service endpoint of the storage account.",
+            )
         segments = [s for s in parts.path.split("/") if s]
         if len(segments) != 1:
-            raise ArmError(400, "InvalidSasUri",
-                           "The 'uri' must be the File service URL of the account (no share or path) with a SAS.")
+            raise ArmError(
+                400,
+                "InvalidSasUri",
+                "The 'uri' must be the File service URL of the account (no share or path) with a SAS.",
+            )
         if "sig=" not in parts.query:
             raise ArmError(400, "InvalidSasUri", "The 'uri' carries no shared access signature.")
         return segments[0], parts.query
@@ -227,15 +275,22 @@ class ManagedCcfService:
             target = Target(account, share, path)
             url_path = f"/{account}/{share}" + (f"/{path}" if path else "")
             extra = {"restype": "share"} if operation is CREATE_SHARE or operation is GET_SHARE else {}
-            builder = EnvironBuilder(method=method, path=url_path, base_url=self._file_endpoint(),
-                                     query_string=query + "".join(f"&{k}={v}" for k, v in extra.items()),
-                                     environ_base={"REMOTE_ADDR": "127.0.0.1"})
+            builder = EnvironBuilder(
+                method=method,
+                path=url_path,
+                base_url=self._file_endpoint(),
+                query_string=query + "".join(f"&{k}={v}" for k, v in extra.items()),
+                environ_base={"REMOTE_ADDR": "127.0.0.1"},
+            )
             try:
                 self._storage_auth.authorize(Request(builder.get_environ()), target, operation)
             except AuthError as err:
-                raise ArmError(400, "StorageAccessDenied",
-                               f"The storage account refused the SAS for {operation.name}: "
-                               f"{err.code}: {err.message.splitlines()[0]}") from err
+                raise ArmError(
+                    400,
+                    "StorageAccessDenied",
+                    f"The storage account refused the SAS for {operation.name}: "
+                    f"{err.code}: {err.message.splitlines()[0]}",
+                ) from err
 
     def backup_share_name(self, app_name: str, account: str) -> str:
         moment = self._clock.now()
@@ -260,26 +315,34 @@ class ManagedCcfService:
             raise ArmError(500, "BackupFailed", f"Writing the backup share failed: {err.code}") from err
         state["chunks"] = min(state["chunks"] + 1, len(chunks))
         self.backups[f"{account}/{share}"] = {
-            "resource": resource["id"], "app": resource["name"], "fixture": state["fixture"],
-            "chunks": len(taken), "created": iso(self._clock.now()),
+            "resource": resource["id"],
+            "app": resource["name"],
+            "fixture": state["fixture"],
+            "chunks": len(taken),
+            "created": iso(self._clock.now()),
         }
         return {"fileShareName": share, "chunks": [c.name for c in taken]}
 
     def backup_for_restore(self, app_name: str, account: str, share: str) -> dict:
         record = self.backups.get(f"{account}/{share}")
         if not self._files.share_exists(account, share):
-            raise ArmError(404, "FileShareNotFound",
-                           f"The file share '{share}' does not exist in storage account '{account}'.")
+            raise ArmError(
+                404, "FileShareNotFound", f"The file share '{share}' does not exist in storage account '{account}'."
+            )
         if record is None:
             raise ArmError(400, "InvalidBackup", f"The file share '{share}' does not hold a Managed CCF backup.")
         if record["app"].lower() != app_name.lower():
-            raise ArmError(400, "AppNameMismatch",
-                           f"The backup in '{share}' was taken from app '{record['app']}'; a restore must use the "
-                           "same app name.")
+            raise ArmError(
+                400,
+                "AppNameMismatch",
+                f"The backup in '{share}' was taken from app '{record['app']}'; a restore must use the same app name.",
+            )
         created = dt.datetime.strptime(record["created"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
         age = self._clock.now() - created
         if age > RESTORE_LIMIT:
-            raise ArmError(400, "BackupTooOld",
-                           f"The backup '{share}' is {age.days} days old; backups older than 90 days cannot be "
-                           "restored.")
+            raise ArmError(
+                400,
+                "BackupTooOld",
+                f"The backup '{share}' is {age.days} days old; backups older than 90 days cannot be restored.",
+            )
         return record

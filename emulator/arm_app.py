@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 import uuid
 from pathlib import Path
@@ -12,8 +11,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from werkzeug.wrappers import Request, Response
 
-from .arm import (API_VERSIONS, NAMESPACE, ROUTES, TYPE_NAMES, _APP_NAME, _GUID, ArmError, ManagedCcfService,
-                  error_response)
+from .arm import (
+    API_VERSIONS,
+    NAMESPACE,
+    ROUTES,
+    TYPE_NAMES,
+    _APP_NAME,
+    _GUID,
+    ArmError,
+    ManagedCcfService,
+    error_response,
+)
 from .fileshare.service import CREATE_DIR, CREATE_FILE, CREATE_SHARE, GET_FILE, GET_SHARE, LIST_DIR, PUT_RANGE
 from .throttle import Throttle
 from .tokens import ARM_AUDIENCES, TokenAuthority, TokenError
@@ -23,8 +31,14 @@ _ACTIONS = {"GET": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 
 
 class ArmApp:
-    def __init__(self, service: ManagedCcfService, authority: TokenAuthority, throttle: Throttle,
-                 base_url: Callable[[], str], record_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        service: ManagedCcfService,
+        authority: TokenAuthority,
+        throttle: Throttle,
+        base_url: Callable[[], str],
+        record_dir: Path | None = None,
+    ) -> None:
         self.service = service
         self._authority = authority
         self._throttle = throttle
@@ -44,7 +58,8 @@ class ArmApp:
                 response.headers[key] = value
         response.headers["x-ms-request-id"] = str(uuid.uuid4())
         response.headers["x-ms-correlation-request-id"] = request.headers.get(
-            "x-ms-correlation-request-id", str(uuid.uuid4()))
+            "x-ms-correlation-request-id", str(uuid.uuid4())
+        )
         if self.record_dir is not None and route not in (None, "operation"):
             self._record(request, response)
         return response(environ, start_response)
@@ -56,32 +71,51 @@ class ArmApp:
         try:
             caller = self._authority.verify(request.headers.get("Authorization"), ARM_AUDIENCES)
         except TokenError as err:
-            raise ArmError(401, err.code, err.message, {
-                "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/", '
-                                    f'error="invalid_token", error_description="{err.message}"'}) from err
+            raise ArmError(
+                401,
+                err.code,
+                err.message,
+                {
+                    "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/", '
+                    f'error="invalid_token", error_description="{err.message}"'
+                },
+            ) from err
         api_version = request.args.get("api-version")
         if not api_version:
-            raise ArmError(400, "MissingApiVersionParameter",
-                           "The api-version query parameter (?api-version=) is required for all requests.")
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
         if match is None:
-            raise ArmError(404, "InvalidResourceType" if "/providers/" in path else "NotFound",
-                           f"The resource type could not be found in the namespace '{NAMESPACE}' for api version "
-                           f"'{api_version}'.")
+            raise ArmError(
+                404,
+                "InvalidResourceType" if "/providers/" in path else "NotFound",
+                f"The resource type could not be found in the namespace '{NAMESPACE}' for api version '{api_version}'.",
+            )
         if api_version not in API_VERSIONS:
-            raise ArmError(400, "InvalidApiVersionParameter",
-                           f"The api-version '{api_version}' is invalid. The supported versions are "
-                           f"'{','.join(API_VERSIONS)}'.")
+            raise ArmError(
+                400,
+                "InvalidApiVersionParameter",
+                f"The api-version '{api_version}' is invalid. The supported versions are '{','.join(API_VERSIONS)}'.",
+            )
         groups = match.groupdict()
         if not _GUID.match(groups["sub"]):
-            raise ArmError(400, "InvalidSubscriptionId",
-                           f"The provided subscription identifier '{groups['sub']}' is malformed or invalid.")
+            raise ArmError(
+                400,
+                "InvalidSubscriptionId",
+                f"The provided subscription identifier '{groups['sub']}' is malformed or invalid.",
+            )
         kind = "reads" if request.method in ("GET", "HEAD") else "writes"
         allowed, remaining, retry_after = self._throttle.take(groups["sub"], kind)
         if not allowed:
-            raise ArmError(429, "SubscriptionRequestsThrottled",
-                           f"Number of '{kind[:-1]}' requests for subscription '{groups['sub']}' exceeded the limit. "
-                           f"Please try again after '{retry_after}' seconds.",
-                           {"Retry-After": str(retry_after), f"x-ms-ratelimit-remaining-subscription-{kind}": "0"})
+            raise ArmError(
+                429,
+                "SubscriptionRequestsThrottled",
+                f"Number of '{kind[:-1]}' requests for subscription '{groups['sub']}' exceeded the limit. "
+                f"Please try again after '{retry_after}' seconds.",
+                {"Retry-After": str(retry_after), f"x-ms-ratelimit-remaining-subscription-{kind}": "0"},
+            )
         self._check_rbac(caller.client_id, caller.object_id, request.method, groups, route)
         response = getattr(self, f"_{route}")(request, groups, api_version)
         response.headers[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
@@ -92,14 +126,18 @@ class ArmApp:
         if not denied:
             return
         type_name = TYPE_NAMES[groups.get("type", "managedccfs").lower()] if groups.get("type") else "locations"
-        action = f"{NAMESPACE}/{type_name}/" + (f"{groups['action'].lower()}/action" if route == "action"
-                                                 else _ACTIONS.get(method, "read"))
+        action = f"{NAMESPACE}/{type_name}/" + (
+            f"{groups['action'].lower()}/action" if route == "action" else _ACTIONS.get(method, "read")
+        )
         if "*" in denied or action.lower() in {d.lower() for d in denied}:
-            raise ArmError(403, "AuthorizationFailed",
-                           f"The client '{client_id}' with object id '{object_id}' does not have authorization to "
-                           f"perform action '{action}' over scope '/subscriptions/{groups['sub']}"
-                           f"{'/resourceGroups/' + groups['rg'] if groups.get('rg') else ''}' or the scope is "
-                           "invalid. If access was recently granted, please refresh your credentials.")
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{client_id}' with object id '{object_id}' does not have authorization to "
+                f"perform action '{action}' over scope '/subscriptions/{groups['sub']}"
+                f"{'/resourceGroups/' + groups['rg'] if groups.get('rg') else ''}' or the scope is "
+                "invalid. If access was recently granted, please refresh your credentials.",
+            )
 
     # --- representation ---
     def _view(self, record: dict, api_version: str) -> dict:
@@ -108,16 +146,20 @@ class ArmApp:
         if record["type"].lower().endswith("/managedccfs"):
             properties["appName"] = record["name"]
             properties.setdefault("appUri", f"https://{record['name'].lower()}.confidential-ledger.azure.com")
-            properties.setdefault("identityServiceUri",
-                                  f"https://identity.confidential-ledger.core.azure.com/ledgerIdentity/{record['name'].lower()}")
+            properties.setdefault(
+                "identityServiceUri",
+                f"https://identity.confidential-ledger.core.azure.com/ledgerIdentity/{record['name'].lower()}",
+            )
             properties.setdefault("runningState", "Active")
             if api_version < _ENCLAVE_VERSION:
                 properties.pop("enclavePlatform", None)
         else:
             properties["ledgerName"] = record["name"]
             properties.setdefault("ledgerUri", f"https://{record['name'].lower()}.confidential-ledger.azure.com")
-            properties.setdefault("identityServiceUri",
-                                  f"https://identity.confidential-ledger.core.azure.com/ledgerIdentity/{record['name'].lower()}")
+            properties.setdefault(
+                "identityServiceUri",
+                f"https://identity.confidential-ledger.core.azure.com/ledgerIdentity/{record['name'].lower()}",
+            )
             properties.setdefault("ledgerInternalNamespace", record["name"].lower())
             properties.setdefault("runningState", "Active")
         view = {k: record[k] for k in ("id", "name", "type", "location", "tags", "systemData")}
@@ -128,18 +170,25 @@ class ArmApp:
         return Response(json.dumps(body), status=status, content_type="application/json; charset=utf-8")
 
     def _resource_id(self, groups: dict) -> str:
-        return (f"/subscriptions/{groups['sub']}/resourceGroups/{groups['rg']}/providers/{NAMESPACE}/"
-                f"{TYPE_NAMES[groups['type'].lower()]}/{groups['name']}")
+        return (
+            f"/subscriptions/{groups['sub']}/resourceGroups/{groups['rg']}/providers/{NAMESPACE}/"
+            f"{TYPE_NAMES[groups['type'].lower()]}/{groups['name']}"
+        )
 
     def _not_found(self, groups: dict) -> ArmError:
-        return ArmError(404, "ResourceNotFound",
-                        f"The Resource '{NAMESPACE}/{TYPE_NAMES[groups['type'].lower()]}/{groups['name']}' under "
-                        f"resource group '{groups['rg']}' was not found. For more details please go to "
-                        "https://aka.ms/ARMResourceNotFoundFix")
+        return ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{NAMESPACE}/{TYPE_NAMES[groups['type'].lower()]}/{groups['name']}' under "
+            f"resource group '{groups['rg']}' was not found. For more details please go to "
+            "https://aka.ms/ARMResourceNotFoundFix",
+        )
 
     def _async_headers(self, response: Response, operation: dict, sub: str, api_version: str) -> Response:
         base = f"{self._base_url()}/subscriptions/{sub}/providers/{NAMESPACE}/locations/{operation['location']}"
-        response.headers["Azure-AsyncOperation"] = f"{base}/operationStatuses/{operation['id']}?api-version={api_version}"
+        response.headers["Azure-AsyncOperation"] = (
+            f"{base}/operationStatuses/{operation['id']}?api-version={api_version}"
+        )
         response.headers["Location"] = f"{base}/operationResults/{operation['id']}?api-version={api_version}"
         response.headers["Retry-After"] = str(self.service.options.retry_after_seconds)
         return response
@@ -148,11 +197,15 @@ class ArmApp:
         try:
             body = json.loads(request.get_data() or b"null")
         except ValueError as exc:
-            raise ArmError(400, "InvalidRequestContent",
-                           "The request content was invalid and could not be deserialized: not JSON.") from exc
+            raise ArmError(
+                400, "InvalidRequestContent", "The request content was invalid and could not be deserialized: not JSON."
+            ) from exc
         if not isinstance(body, dict):
-            raise ArmError(400, "InvalidRequestContent",
-                           "The request content was invalid and could not be deserialized: expected a JSON object.")
+            raise ArmError(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized: expected a JSON object.",
+            )
         return body
 
     # --- routes ---
@@ -178,26 +231,37 @@ class ArmApp:
     def _put(self, request: Request, groups: dict, api_version: str, resource_id: str, record: dict | None) -> Response:
         body = self._body(request)
         if not _APP_NAME.match(groups["name"]):
-            raise ArmError(400, "InvalidResourceName",
-                           f"The name '{groups['name']}' is invalid: 3-32 letters, digits or hyphens, starting "
-                           "and ending with a letter or digit.")
+            raise ArmError(
+                400,
+                "InvalidResourceName",
+                f"The name '{groups['name']}' is invalid: 3-32 letters, digits or hyphens, starting "
+                "and ending with a letter or digit.",
+            )
         location = body.get("location")
         if not isinstance(location, str) or not location:
             raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
         properties = body.get("properties") or {}
         if not isinstance(properties, dict):
             raise ArmError(400, "InvalidRequestContent", "'properties' must be an object.")
-        writable = {k: v for k, v in properties.items()
-                    if k not in ("appName", "appUri", "identityServiceUri", "provisioningState", "ledgerName",
-                                 "ledgerUri")}
+        writable = {
+            k: v
+            for k, v in properties.items()
+            if k not in ("appName", "appUri", "identityServiceUri", "provisioningState", "ledgerName", "ledgerUri")
+        }
         if record is not None:
             record["properties"].update(writable)
             record["tags"] = body.get("tags") or record["tags"]
             self.service.save()
             return self._json(self._view(record, api_version), 200)
         record = self.service.create_resource(
-            resource_id, TYPE_NAMES[groups["type"].lower()], groups["name"], location, body.get("tags"), writable,
-            state="Creating")
+            resource_id,
+            TYPE_NAMES[groups["type"].lower()],
+            groups["name"],
+            location,
+            body.get("tags"),
+            writable,
+            state="Creating",
+        )
         operation = self.service.start_operation("create", resource_id, location.replace(" ", "").lower())
         response = self._json(self._view(record, api_version), 201)
         return self._async_headers(response, operation, groups["sub"], api_version)
@@ -215,8 +279,11 @@ class ArmApp:
             prefix = f"/subscriptions/{groups['sub']}/resourcegroups/{rg}/".lower()
         wanted_type = f"{NAMESPACE}/{TYPE_NAMES[groups['type'].lower()]}".lower()
         self.service.settle_all()
-        items = [self._view(r, api_version) for key, r in sorted(self.service.resources.items())
-                 if key.startswith(prefix) and r["type"].lower() == wanted_type]
+        items = [
+            self._view(r, api_version)
+            for key, r in sorted(self.service.resources.items())
+            if key.startswith(prefix) and r["type"].lower() == wanted_type
+        ]
         return self._json({"value": items})
 
     def _action(self, request: Request, groups: dict, api_version: str) -> Response:
@@ -225,8 +292,11 @@ class ArmApp:
         resource_id = self._resource_id(groups)
         for field_name in ("uri",) if action == "backup" else ("uri", "fileShareName", "restoreRegion"):
             if not isinstance(body.get(field_name), str) or not body[field_name]:
-                raise ArmError(400, "InvalidRequestContent",
-                               f"The request content was invalid: required property '{field_name}' is missing.")
+                raise ArmError(
+                    400,
+                    "InvalidRequestContent",
+                    f"The request content was invalid: required property '{field_name}' is missing.",
+                )
         record = self.service.get(resource_id)
         if action == "backup":
             return self._backup(groups, api_version, resource_id, record, body)
@@ -236,23 +306,33 @@ class ArmApp:
         if record is None:
             raise self._not_found(groups)
         if record["provisioningState"] != "Succeeded":
-            raise ArmError(409, "Conflict",
-                           f"The resource is in provisioning state '{record['provisioningState']}'; a backup needs "
-                           "'Succeeded'.")
+            raise ArmError(
+                409,
+                "Conflict",
+                f"The resource is in provisioning state '{record['provisioningState']}'; a backup needs 'Succeeded'.",
+            )
         if self.service.running(resource_id, ("backup", "restore", "delete")):
             raise ArmError(409, "Conflict", "A backup of this resource is already in progress.")
         account, query = self.service.parse_sas_uri(body["uri"])
         outcome = None
         try:
             probe = self.service.backup_share_name(record["name"], account)
-            self.service.check_sas(account, query, probe, [
-                ("PUT", "", CREATE_SHARE), ("PUT", "ledger", CREATE_DIR),
-                ("PUT", "ledger/ledger_1-1.committed", CREATE_FILE),
-                ("PUT", "ledger/ledger_1-1.committed", PUT_RANGE)])
+            self.service.check_sas(
+                account,
+                query,
+                probe,
+                [
+                    ("PUT", "", CREATE_SHARE),
+                    ("PUT", "ledger", CREATE_DIR),
+                    ("PUT", "ledger/ledger_1-1.committed", CREATE_FILE),
+                    ("PUT", "ledger/ledger_1-1.committed", PUT_RANGE),
+                ],
+            )
         except ArmError as err:
             outcome = {"status": "Failed", "code": err.code, "message": err.message, "http": err.status}
-        operation = self.service.start_operation("backup", resource_id, record["location"].replace(" ", "").lower(),
-                                                 outcome)
+        operation = self.service.start_operation(
+            "backup", resource_id, record["location"].replace(" ", "").lower(), outcome
+        )
         operation["backup_target"] = account
         operation["message"] = f"Backup Created for ManagedCCF App : {record['name']}."
         self.service.save()
@@ -260,16 +340,22 @@ class ArmApp:
 
     def _restore(self, groups: dict, api_version: str, resource_id: str, record: dict | None, body: dict) -> Response:
         if record is not None:
-            raise ArmError(409, "Conflict",
-                           f"The resource '{groups['name']}' exists. Delete it before restoring a backup into the "
-                           "same name.")
+            raise ArmError(
+                409,
+                "Conflict",
+                f"The resource '{groups['name']}' exists. Delete it before restoring a backup into the same name.",
+            )
         account, query = self.service.parse_sas_uri(body["uri"])
         share = body["fileShareName"]
         region = body["restoreRegion"].replace(" ", "").lower()
         outcome, backup = None, None
         try:
-            self.service.check_sas(account, query, share, [
-                ("GET", "", GET_SHARE), ("GET", "ledger", LIST_DIR), ("GET", "ledger/ledger_1-1.committed", GET_FILE)])
+            self.service.check_sas(
+                account,
+                query,
+                share,
+                [("GET", "", GET_SHARE), ("GET", "ledger", LIST_DIR), ("GET", "ledger/ledger_1-1.committed", GET_FILE)],
+            )
             backup = self.service.backup_for_restore(groups["name"], account, share)
         except ArmError as err:
             outcome = {"status": "Failed", "code": err.code, "message": err.message, "http": err.status}
@@ -277,9 +363,16 @@ class ArmApp:
         if operation["outcome"] is None and backup is not None:
             tombstone = self.service.tombstones.get(resource_id.lower(), {})
             record = self.service.create_resource(
-                resource_id, TYPE_NAMES[groups["type"].lower()], groups["name"], body["restoreRegion"],
-                tombstone.get("tags"), tombstone.get("properties"), fixture=backup["fixture"],
-                chunks=backup["chunks"], state="Creating")
+                resource_id,
+                TYPE_NAMES[groups["type"].lower()],
+                groups["name"],
+                body["restoreRegion"],
+                tombstone.get("tags"),
+                tombstone.get("properties"),
+                fixture=backup["fixture"],
+                chunks=backup["chunks"],
+                state="Creating",
+            )
             record["restoredFrom"] = {"account": account, "fileShareName": share, "operation": operation["id"]}
         operation["message"] = f"Restore Created for ManagedCCF App : {groups['name']}."
         self.service.save()
@@ -292,7 +385,9 @@ class ArmApp:
         operation = self.service.settle(operation)
         if groups["kind"].lower() == "operationstatuses":
             body = {
-                "id": request.path, "name": operation["id"], "status": operation["status"],
+                "id": request.path,
+                "name": operation["id"],
+                "status": operation["status"],
                 "startTime": operation["startTime"],
             }
             if operation.get("endTime"):
@@ -337,8 +432,11 @@ class ArmApp:
                 response_body = response.get_data(as_text=True)
         entry = {
             "liveRequest": {"method": request.method, "url": request.url, "headers": headers, "body": body},
-            "liveResponse": {"statusCode": str(response.status_code), "headers": dict(response.headers),
-                             "body": response_body},
+            "liveResponse": {
+                "statusCode": str(response.status_code),
+                "headers": dict(response.headers),
+                "body": response_body,
+            },
         }
         with self._record_lock:
             self._record_count += 1

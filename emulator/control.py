@@ -44,9 +44,15 @@ class ControlApp:
             return _json(emu.faults.describe())
         if path == "/faults" and method == "POST":
             rule = FaultRule(
-                service=body["service"], action=body.get("action", "status"), status=int(body.get("status", 503)),
-                retry_after=body.get("retryAfter"), seconds=float(body.get("seconds", 0)),
-                count=body.get("count", 1), method=body.get("method"), path=body.get("path"), code=body.get("code"),
+                service=body["service"],
+                action=body.get("action", "status"),
+                status=int(body.get("status", 503)),
+                retry_after=body.get("retryAfter"),
+                seconds=float(body.get("seconds", 0)),
+                count=body.get("count", 1),
+                method=body.get("method"),
+                path=body.get("path"),
+                code=body.get("code"),
             )
             emu.faults.add(rule)
             return _json(rule.describe(), 201)
@@ -56,9 +62,12 @@ class ControlApp:
         if path == "/faults/down" and method == "POST":
             return _json(emu.faults.down(body["service"]).describe(), 201)
         if path == "/faults/operations" and method == "POST":
-            emu.faults.fail_next_operation(body["kind"], body.get("code", "InternalServerError"),
-                                           body.get("message", "The operation failed (injected fault)."),
-                                           body.get("status", "Failed"))
+            emu.faults.fail_next_operation(
+                body["kind"],
+                body.get("code", "InternalServerError"),
+                body.get("message", "The operation failed (injected fault)."),
+                body.get("status", "Failed"),
+            )
             return Response(status=204)
         if path == "/latency" and method == "POST":
             emu.faults.set_latency(body["service"], float(body["seconds"]), body.get("path"))

@@ -108,16 +108,26 @@ class FaultInjector:
         code: str | None = None,
     ) -> FaultRule:
         return self.add(
-            FaultRule(service, "status", status=status, retry_after=retry_after, count=count,
-                      method=method, path=path, code=code)
+            FaultRule(
+                service,
+                "status",
+                status=status,
+                retry_after=retry_after,
+                count=count,
+                method=method,
+                path=path,
+                code=code,
+            )
         )
 
-    def hang_next(self, service: str, seconds: float, *, count: int | None = 1,
-                  method: str | None = None, path: str | None = None) -> FaultRule:
+    def hang_next(
+        self, service: str, seconds: float, *, count: int | None = 1, method: str | None = None, path: str | None = None
+    ) -> FaultRule:
         return self.add(FaultRule(service, "hang", seconds=seconds, count=count, method=method, path=path))
 
-    def drop_next(self, service: str, *, count: int | None = 1, method: str | None = None,
-                  path: str | None = None) -> FaultRule:
+    def drop_next(
+        self, service: str, *, count: int | None = 1, method: str | None = None, path: str | None = None
+    ) -> FaultRule:
         return self.add(FaultRule(service, "drop", count=count, method=method, path=path))
 
     def down(self, service: str) -> FaultRule:
@@ -128,9 +138,13 @@ class FaultInjector:
         with self._lock:
             self._latency.append((service, re.compile(path, re.IGNORECASE) if path else None, seconds))
 
-    def fail_next_operation(self, kind: str, code: str = "InternalServerError",
-                            message: str = "The operation failed (injected fault).",
-                            status: str = "Failed") -> None:
+    def fail_next_operation(
+        self,
+        kind: str,
+        code: str = "InternalServerError",
+        message: str = "The operation failed (injected fault).",
+        status: str = "Failed",
+    ) -> None:
         if status not in ("Failed", "Canceled"):
             raise ValueError("status must be Failed or Canceled")
         with self._lock:

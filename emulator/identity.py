@@ -32,8 +32,9 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 class IdentityService:
-    def __init__(self, authority: TokenAuthority, header_secret: str,
-                 system: Identity, user_assigned: list[Identity]) -> None:
+    def __init__(
+        self, authority: TokenAuthority, header_secret: str, system: Identity, user_assigned: list[Identity]
+    ) -> None:
         self._authority = authority
         self._header_secret = header_secret
         self._system = system
@@ -58,8 +59,7 @@ class IdentityService:
             return error_response(
                 400,
                 "invalid_request",
-                "No User Assigned or Delegated Managed Identity found for specified "
-                "ClientId/ResourceId/PrincipalId.",
+                "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
             )
         token, expires_on = self._authority.issue(resource, identity.client_id, identity.object_id)
         body = {

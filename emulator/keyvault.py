@@ -26,8 +26,11 @@ MAX_SECRET_BYTES = 25 * 1024
 
 
 def error_response(status: int, code: str, message: str) -> Response:
-    return Response(json.dumps({"error": {"code": code, "message": message}}), status=status,
-                    content_type="application/json; charset=utf-8")
+    return Response(
+        json.dumps({"error": {"code": code, "message": message}}),
+        status=status,
+        content_type="application/json; charset=utf-8",
+    )
 
 
 class SecretStore:
@@ -36,8 +39,9 @@ class SecretStore:
         self._lock = threading.Lock()
         self._secrets: dict[str, list[dict]] = read_json(path, {})
 
-    def set(self, name: str, value: str, content_type: str | None = None, tags: dict | None = None,
-            enabled: bool = True) -> dict:
+    def set(
+        self, name: str, value: str, content_type: str | None = None, tags: dict | None = None, enabled: bool = True
+    ) -> dict:
         with self._lock:
             now = int(time.time())
             version = {
@@ -45,8 +49,13 @@ class SecretStore:
                 "value": value,
                 "contentType": content_type,
                 "tags": tags or None,
-                "attributes": {"enabled": enabled, "created": now, "updated": now,
-                               "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90},
+                "attributes": {
+                    "enabled": enabled,
+                    "created": now,
+                    "updated": now,
+                    "recoveryLevel": "Recoverable+Purgeable",
+                    "recoverableDays": 90,
+                },
             }
             self._secrets.setdefault(name.lower(), []).append(version | {"name": name})
             write_json(self._path, self._secrets)
@@ -100,8 +109,7 @@ class KeyVaultService:
         return error_response(405, "MethodNotAllowed", "The operation is not supported.")
 
     def _bundle(self, name: str, version: dict, include_value: bool = True) -> dict:
-        bundle = {"id": f"{self._base_url()}/secrets/{name}/{version['version']}",
-                  "attributes": version["attributes"]}
+        bundle = {"id": f"{self._base_url()}/secrets/{name}/{version['version']}", "attributes": version["attributes"]}
         if include_value:
             bundle["value"] = version["value"]
         if version.get("contentType"):
@@ -112,7 +120,8 @@ class KeyVaultService:
 
     def _not_found(self, name: str, version: str = "") -> Response:
         return error_response(
-            404, "SecretNotFound",
+            404,
+            "SecretNotFound",
             f"A secret with (name/id) {name}{'/' + version if version else ''} was not found in this key vault. "
             "If you recently deleted this secret you may be able to recover it using the correct recovery command. "
             "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182",
@@ -127,8 +136,10 @@ class KeyVaultService:
         if chosen is None:
             return self._not_found(name, version)
         if not chosen["attributes"]["enabled"]:
-            return error_response(403, "Forbidden", f"Operation get is not allowed on a disabled secret.")
-        return Response(json.dumps(self._bundle(chosen["name"], chosen)), content_type="application/json; charset=utf-8")
+            return error_response(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
+        return Response(
+            json.dumps(self._bundle(chosen["name"], chosen)), content_type="application/json; charset=utf-8"
+        )
 
     def _set(self, request: Request, name: str) -> Response:
         if not SECRET_NAME.match(name):
@@ -143,8 +154,9 @@ class KeyVaultService:
         if len(value.encode()) > MAX_SECRET_BYTES:
             return error_response(400, "BadParameter", "Secret value exceeds 25 KB.")
         attributes = body.get("attributes") or {}
-        version = self._store.set(name, value, body.get("contentType"), body.get("tags"),
-                                  attributes.get("enabled", True))
+        version = self._store.set(
+            name, value, body.get("contentType"), body.get("tags"), attributes.get("enabled", True)
+        )
         return Response(json.dumps(self._bundle(name, version)), content_type="application/json; charset=utf-8")
 
     def _list_versions(self, request: Request, name: str) -> Response:

@@ -28,7 +28,9 @@ def committed_chunks(fixture: str) -> list[Path]:
     """The committed chunk files of a fixture set, in seqno order."""
     folder = FIXTURES / fixture
     if not folder.is_dir():
-        raise ValueError(f"unknown ledger fixture set {fixture!r}; known: {sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())}")
+        raise ValueError(
+            f"unknown ledger fixture set {fixture!r}; known: {sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())}"
+        )
     files = [p for p in folder.iterdir() if _CHUNK.match(p.name)]
     return sorted(files, key=lambda p: int(_CHUNK.match(p.name).group(1)))
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import arm as arm_module
-from . import fileshare
 from .arm import ArmOptions, ManagedCcfService
 from .arm_app import ArmApp
 from .clock import Clock
@@ -51,6 +50,16 @@ SEED_INSTANCES = (
 SERVICES = ("identity", "arm", "keyvault", "file", "control")
 
 
+class _CasePreservingHandler(WSGIRequestHandler):
+    """Keeps header names as sent: Azure Storage returns metadata names in the case they were set,
+    and WSGI's environ upper-cases them."""
+
+    def make_environ(self) -> dict:
+        environ = super().make_environ()
+        environ["emulator.raw_headers"] = list(self.headers.items())
+        return environ
+
+
 @dataclass
 class _Server:
     name: str
@@ -64,14 +73,24 @@ class _Server:
 
 
 def seed_resource_id(resource_group: str, app: str) -> str:
-    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{resource_group}/providers/"
-            f"Microsoft.ConfidentialLedger/managedCCFs/{app}")
+    return (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{resource_group}/providers/"
+        f"Microsoft.ConfidentialLedger/managedCCFs/{app}"
+    )
 
 
 class Emulator:
-    def __init__(self, state_dir: str | os.PathLike, *, seed: bool = False, operation_seconds: float = 1.0,
-                 retry_after_seconds: int = 1, throttle: ThrottleConfig | None = None,
-                 record_dir: str | os.PathLike | None = None, quiet: bool = True) -> None:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike,
+        *,
+        seed: bool = False,
+        operation_seconds: float = 1.0,
+        retry_after_seconds: int = 1,
+        throttle: ThrottleConfig | None = None,
+        record_dir: str | os.PathLike | None = None,
+        quiet: bool = True,
+    ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._seed = seed
@@ -79,27 +98,39 @@ class Emulator:
         self.clock = Clock()
         self.faults = FaultInjector()
         self.throttle = Throttle(throttle)
-        identity_doc = self._load_or_create("identity.json", lambda: {
-            "header": secrets.token_urlsafe(24),
-            "system": {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4())},
-            "user": {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4())},
-        })
+        identity_doc = self._load_or_create(
+            "identity.json",
+            lambda: {
+                "header": secrets.token_urlsafe(24),
+                "system": {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4())},
+                "user": {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4())},
+            },
+        )
         self.identity_header = identity_doc["header"]
-        self.system_identity = Identity(identity_doc["system"]["client_id"], identity_doc["system"]["object_id"], "system")
+        self.system_identity = Identity(
+            identity_doc["system"]["client_id"], identity_doc["system"]["object_id"], "system"
+        )
         self.user_identity = Identity(identity_doc["user"]["client_id"], identity_doc["user"]["object_id"], "user")
-        accounts = self._load_or_create("accounts.json", lambda: {
-            STORAGE_ACCOUNT: base64.b64encode(secrets.token_bytes(64)).decode()})
+        accounts = self._load_or_create(
+            "accounts.json", lambda: {STORAGE_ACCOUNT: base64.b64encode(secrets.token_bytes(64)).decode()}
+        )
         self.account_keys = {name: key for name, key in accounts.items()}
         self.authority = TokenAuthority(self.state_dir / "token-signing-key.pem")
         self.files = FileStore(self.state_dir / "files", self.clock)
         self.storage_auth = StorageAuthorizer({n: base64.b64decode(k) for n, k in self.account_keys.items()})
         self.secrets = SecretStore(self.state_dir / "keyvault.json")
-        self.arm = ManagedCcfService(self.state_dir, self.clock, self.files, self.storage_auth,
-                                     lambda: self.url("file"), self.faults,
-                                     ArmOptions(operation_seconds=operation_seconds,
-                                                retry_after_seconds=retry_after_seconds))
-        self.arm_app = ArmApp(self.arm, self.authority, self.throttle, lambda: self.url("arm"),
-                              Path(record_dir) if record_dir else None)
+        self.arm = ManagedCcfService(
+            self.state_dir,
+            self.clock,
+            self.files,
+            self.storage_auth,
+            lambda: self.url("file"),
+            self.faults,
+            ArmOptions(operation_seconds=operation_seconds, retry_after_seconds=retry_after_seconds),
+        )
+        self.arm_app = ArmApp(
+            self.arm, self.authority, self.throttle, lambda: self.url("arm"), Path(record_dir) if record_dir else None
+        )
         if quiet:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
@@ -117,13 +148,27 @@ class Emulator:
         context = server_context(self.state_dir / "tls")
         preferred = read_json(self.state_dir / "ports.json", {})
         apps = {
-            "identity": (self.faults.wrap("identity", IdentityService(
-                self.authority, self.identity_header, self.system_identity, [self.user_identity]), identity_error), None),
+            "identity": (
+                self.faults.wrap(
+                    "identity",
+                    IdentityService(self.authority, self.identity_header, self.system_identity, [self.user_identity]),
+                    identity_error,
+                ),
+                None,
+            ),
             "arm": (self.faults.wrap("arm", self.arm_app, arm_module.error_response), context),
-            "keyvault": (self.faults.wrap("keyvault", KeyVaultService(self.secrets, self.authority,
-                                                                      lambda: self.url("keyvault")), vault_error), context),
-            "file": (self.faults.wrap("file", FileService(self.files, self.storage_auth, lambda: self.url("file")),
-                                      file_error), context),
+            "keyvault": (
+                self.faults.wrap(
+                    "keyvault", KeyVaultService(self.secrets, self.authority, lambda: self.url("keyvault")), vault_error
+                ),
+                context,
+            ),
+            "file": (
+                self.faults.wrap(
+                    "file", FileService(self.files, self.storage_auth, lambda: self.url("file")), file_error
+                ),
+                context,
+            ),
             "control": (ControlApp(self), None),
         }
         try:
@@ -140,9 +185,13 @@ class Emulator:
 
     def _serve(self, name: str, app: Callable, tls: ssl.SSLContext | None, port: int) -> _Server:
         try:
-            server = make_server(HOST, port, app, threaded=True, ssl_context=tls)
+            server = make_server(
+                HOST, port, app, threaded=True, ssl_context=tls, request_handler=_CasePreservingHandler
+            )
         except OSError:
-            server = make_server(HOST, 0, app, threaded=True, ssl_context=tls)  # the old port is taken
+            server = make_server(
+                HOST, 0, app, threaded=True, ssl_context=tls, request_handler=_CasePreservingHandler
+            )  # the old port is taken
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, name=f"emulator-{name}", daemon=True)
         thread.start()
@@ -176,8 +225,10 @@ class Emulator:
         return str(self.state_dir / "tls" / CA_CERT)
 
     def connection_string(self, account: str = STORAGE_ACCOUNT) -> str:
-        return (f"DefaultEndpointsProtocol=https;AccountName={account};AccountKey={self.account_keys[account]};"
-                f"FileEndpoint={self.url('file')}/{account}")
+        return (
+            f"DefaultEndpointsProtocol=https;AccountName={account};AccountKey={self.account_keys[account]};"
+            f"FileEndpoint={self.url('file')}/{account}"
+        )
 
     @property
     def targets(self) -> list[str]:
@@ -213,11 +264,21 @@ class Emulator:
         for resource_group, app, fixture, chunks in SEED_INSTANCES:
             resource_id = seed_resource_id(resource_group, app)
             if self.arm.get(resource_id) is None and resource_id.lower() not in self.arm.tombstones:
-                self.arm.create_resource(resource_id, "managedCCFs", app, "eastus", {"environment": "emulator"},
-                                         {"runningState": "Active", "nodeCount": 3,
-                                          "deploymentType": {"languageRuntime": "JS", "appSourceUri": ""},
-                                          "enclavePlatform": "IntelSgx"},
-                                         fixture=fixture, chunks=chunks)
+                self.arm.create_resource(
+                    resource_id,
+                    "managedCCFs",
+                    app,
+                    "eastus",
+                    {"environment": "emulator"},
+                    {
+                        "runningState": "Active",
+                        "nodeCount": 3,
+                        "deploymentType": {"languageRuntime": "JS", "appSourceUri": ""},
+                        "enclavePlatform": "IntelSgx",
+                    },
+                    fixture=fixture,
+                    chunks=chunks,
+                )
         current = self.secrets.versions(STORAGE_SECRET_NAME)
         wanted = self.connection_string()
         if not current or current[-1]["value"] != wanted:

@@ -21,9 +21,7 @@ ISSUER = f"https://sts.windows.net/{TENANT_ID}/"
 TOKEN_LIFETIME_SECONDS = 24 * 3600  # managed identity tokens live about a day
 
 # The resource IDs (audiences) of the services the emulator serves, as Entra ID spells them.
-ARM_AUDIENCES = frozenset(
-    {"https://management.azure.com", "https://management.core.windows.net"}
-)
+ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
 VAULT_AUDIENCES = frozenset({"https://vault.azure.net"})
 STORAGE_AUDIENCES = frozenset({"https://storage.azure.com"})
 
@@ -87,9 +85,7 @@ class TokenAuthority:
     def verify(self, authorization: str | None, audiences: frozenset[str]) -> Caller:
         """Check an ``Authorization`` header value; raise TokenError with ARM's codes."""
         if not authorization:
-            raise TokenError(
-                "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
-            )
+            raise TokenError("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenError(

@@ -20,8 +20,17 @@ from .store import StorageError
 
 SHARED_KEY_CLOCK_SKEW = dt.timedelta(minutes=15)
 _SHARED_KEY_HEADERS = (
-    "content-encoding", "content-language", "content-length", "content-md5", "content-type", "date",
-    "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "date",
+    "if-modified-since",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "range",
 )
 _ENCRYPTION_SCOPE_VERSION = "2020-12-06"
 
@@ -83,19 +92,28 @@ class StorageAuthorizer:
             self._shared_key(request, target, key, authorization)
             return "SharedKey"
         if authorization.lower().startswith("bearer "):
-            raise _fail(403, "AuthenticationFailed",
-                        "Bearer (OAuth) authorization of Azure Files REST calls is not emulated; "
-                        "use Shared Key or a SAS.")
-        raise _fail(401, "NoAuthenticationInformation",
-                    "Server failed to authenticate the request. Please refer to the information in the "
-                    "www-authenticate header.")
+            raise _fail(
+                403,
+                "AuthenticationFailed",
+                "Bearer (OAuth) authorization of Azure Files REST calls is not emulated; use Shared Key or a SAS.",
+            )
+        raise _fail(
+            401,
+            "NoAuthenticationInformation",
+            "Server failed to authenticate the request. Please refer to the information in the "
+            "www-authenticate header.",
+        )
 
     # --- Shared Key ---
     def _shared_key(self, request: Request, target: Target, key: bytes, authorization: str) -> None:
-        account, _, signature = authorization[len("SharedKey "):].partition(":")
+        account, _, signature = authorization[len("SharedKey ") :].partition(":")
         if account != target.account or not signature:
-            raise _fail(403, "AuthenticationFailed", "Server failed to authenticate the request. "
-                        "The account in the Authorization header does not match the request.")
+            raise _fail(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. "
+                "The account in the Authorization header does not match the request.",
+            )
         date_value = request.headers.get("x-ms-date") or request.headers.get("Date")
         if not date_value:
             raise _fail(403, "AuthenticationFailed", "Request date header not specified.")
@@ -104,58 +122,95 @@ class StorageAuthorizer:
         except ValueError as exc:
             raise _fail(403, "AuthenticationFailed", "Request date header is not a valid HTTP date.") from exc
         if abs(dt.datetime.now(dt.timezone.utc) - sent) > SHARED_KEY_CLOCK_SKEW:
-            raise _fail(403, "AuthenticationFailed",
-                        "Request date header too old or too far in the future (more than 15 minutes).")
+            raise _fail(
+                403,
+                "AuthenticationFailed",
+                "Request date header too old or too far in the future (more than 15 minutes).",
+            )
         if not _matches(_sign(key, shared_key_string_to_sign(request, target.account)), signature):
-            raise _fail(403, "AuthenticationFailed",
-                        "Server failed to authenticate the request. Make sure the value of Authorization header "
-                        "is formed correctly including the signature.")
+            raise _fail(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. Make sure the value of Authorization header "
+                "is formed correctly including the signature.",
+            )
 
     # --- SAS ---
     def _common_sas_checks(self, request: Request, expected_sig: str) -> None:
         if not _matches(expected_sig, request.args.get("sig", "")):
-            raise _fail(403, "AuthenticationFailed", "Server failed to authenticate the request. "
-                        "Signature did not match.")
+            raise _fail(
+                403, "AuthenticationFailed", "Server failed to authenticate the request. Signature did not match."
+            )
         now = dt.datetime.now(dt.timezone.utc)
         start = _parse_sas_time(request.args.get("st"))
         expiry = _parse_sas_time(request.args.get("se"))
         if expiry is None:
             raise _fail(403, "AuthenticationFailed", "Signed expiry time (se) is required.")
         if (start is not None and now < start) or now >= expiry:
-            raise _fail(403, "AuthenticationFailed",
-                        f"Signature not valid in the specified time frame: Start [{request.args.get('st', '')}] - "
-                        f"Expiry [{request.args.get('se')}] - Current [{now.strftime('%a, %d %b %Y %H:%M:%S GMT')}]")
+            raise _fail(
+                403,
+                "AuthenticationFailed",
+                f"Signature not valid in the specified time frame: Start [{request.args.get('st', '')}] - "
+                f"Expiry [{request.args.get('se')}] - Current [{now.strftime('%a, %d %b %Y %H:%M:%S GMT')}]",
+            )
         protocol = request.args.get("spr", "https,http")
         if protocol not in ("https", "https,http") or (protocol == "https" and request.scheme != "https"):
-            raise _fail(403, "AuthorizationProtocolMismatch",
-                        "This request is not authorized to perform this operation using this protocol.")
+            raise _fail(
+                403,
+                "AuthorizationProtocolMismatch",
+                "This request is not authorized to perform this operation using this protocol.",
+            )
         if request.scheme != "https" and "http" not in protocol.split(","):
-            raise _fail(403, "AuthorizationProtocolMismatch",
-                        "This request is not authorized to perform this operation using this protocol.")
+            raise _fail(
+                403,
+                "AuthorizationProtocolMismatch",
+                "This request is not authorized to perform this operation using this protocol.",
+            )
         allowed_ip = request.args.get("sip")
         if allowed_ip and not _ip_allowed(request.remote_addr or "", allowed_ip):
-            raise _fail(403, "AuthorizationSourceIPMismatch",
-                        "This request is not authorized to perform this operation using this source IP.")
+            raise _fail(
+                403,
+                "AuthorizationSourceIPMismatch",
+                "This request is not authorized to perform this operation using this source IP.",
+            )
 
     def _account_sas(self, request: Request, target: Target, operation: Operation, key: bytes) -> None:
         args = request.args
         for required in ("sv", "ss", "srt", "sp", "se"):
             if not args.get(required):
                 raise _fail(403, "AuthenticationFailed", f"The account SAS is missing the '{required}' parameter.")
-        fields = [target.account, args["sp"], args["ss"], args["srt"], args.get("st", ""), args["se"],
-                  args.get("sip", ""), args.get("spr", ""), args["sv"]]
+        fields = [
+            target.account,
+            args["sp"],
+            args["ss"],
+            args["srt"],
+            args.get("st", ""),
+            args["se"],
+            args.get("sip", ""),
+            args.get("spr", ""),
+            args["sv"],
+        ]
         if args["sv"] >= _ENCRYPTION_SCOPE_VERSION:
             fields.append(args.get("ses", ""))
         self._common_sas_checks(request, _sign(key, "\n".join(fields) + "\n"))
         if "f" not in args["ss"]:
-            raise _fail(403, "AuthorizationServiceMismatch",
-                        "This request is not authorized to perform this operation using this service.")
+            raise _fail(
+                403,
+                "AuthorizationServiceMismatch",
+                "This request is not authorized to perform this operation using this service.",
+            )
         if operation.level not in args["srt"]:
-            raise _fail(403, "AuthorizationResourceTypeMismatch",
-                        "This request is not authorized to perform this operation using this resource type.")
+            raise _fail(
+                403,
+                "AuthorizationResourceTypeMismatch",
+                "This request is not authorized to perform this operation using this resource type.",
+            )
         if not operation.account_permissions & set(args["sp"]):
-            raise _fail(403, "AuthorizationPermissionMismatch",
-                        "This request is not authorized to perform this operation using this permission.")
+            raise _fail(
+                403,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            )
 
     def _service_sas(self, request: Request, target: Target, operation: Operation, key: bytes) -> None:
         args = request.args
@@ -163,24 +218,48 @@ class StorageAuthorizer:
         if resource not in ("s", "f") or not args.get("sv") or not args.get("sp"):
             raise _fail(403, "AuthenticationFailed", "The service SAS must carry sv, sr (s or f) and sp.")
         if args.get("si"):
-            raise _fail(403, "AuthenticationFailed",
-                        "Stored access policies (si) are not emulated; sign the SAS with explicit fields.")
+            raise _fail(
+                403,
+                "AuthenticationFailed",
+                "Stored access policies (si) are not emulated; sign the SAS with explicit fields.",
+            )
         if target.share is None:
-            raise _fail(403, "AuthorizationResourceTypeMismatch",
-                        "This request is not authorized to perform this operation using this resource type.")
+            raise _fail(
+                403,
+                "AuthorizationResourceTypeMismatch",
+                "This request is not authorized to perform this operation using this resource type.",
+            )
         canonical = f"/file/{target.account}/{target.share}"
         if resource == "f":
             canonical += "/" + target.path
-        fields = [args["sp"], args.get("st", ""), args.get("se", ""), canonical, args.get("si", ""),
-                  args.get("sip", ""), args.get("spr", ""), args["sv"], args.get("rscc", ""),
-                  args.get("rscd", ""), args.get("rsce", ""), args.get("rscl", ""), args.get("rsct", "")]
+        fields = [
+            args["sp"],
+            args.get("st", ""),
+            args.get("se", ""),
+            canonical,
+            args.get("si", ""),
+            args.get("sip", ""),
+            args.get("spr", ""),
+            args["sv"],
+            args.get("rscc", ""),
+            args.get("rscd", ""),
+            args.get("rsce", ""),
+            args.get("rscl", ""),
+            args.get("rsct", ""),
+        ]
         self._common_sas_checks(request, _sign(key, "\n".join(fields)))
         if not operation.service_permissions or (resource == "f" and operation.level != "o"):
-            raise _fail(403, "AuthorizationResourceTypeMismatch",
-                        "This request is not authorized to perform this operation using this resource type.")
+            raise _fail(
+                403,
+                "AuthorizationResourceTypeMismatch",
+                "This request is not authorized to perform this operation using this resource type.",
+            )
         if not operation.service_permissions & set(args["sp"]):
-            raise _fail(403, "AuthorizationPermissionMismatch",
-                        "This request is not authorized to perform this operation using this permission.")
+            raise _fail(
+                403,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            )
 
 
 def shared_key_string_to_sign(request: Request, account: str) -> str:

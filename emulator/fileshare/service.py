@@ -47,7 +47,9 @@ def iso_from(text: str) -> dt.datetime:
 def error_response(status: int, code: str, message: str) -> Response:
     root = ET.Element("Error")
     ET.SubElement(root, "Code").text = code
-    ET.SubElement(root, "Message").text = f"{message}\nRequestId:{uuid.uuid4()}\nTime:{rfc1123(dt.datetime.now(dt.timezone.utc))}"
+    ET.SubElement(
+        root, "Message"
+    ).text = f"{message}\nRequestId:{uuid.uuid4()}\nTime:{rfc1123(dt.datetime.now(dt.timezone.utc))}"
     body = b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root)
     response = Response(body if status != 304 else b"", status=status, content_type="application/xml")
     response.headers["x-ms-error-code"] = code
@@ -55,7 +57,8 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 
 def _metadata(request: Request) -> dict[str, str]:
-    return {k[len("x-ms-meta-"):]: v for k, v in request.headers.items() if k.lower().startswith("x-ms-meta-")}
+    headers = request.environ.get("emulator.raw_headers") or list(request.headers.items())
+    return {k[len("x-ms-meta-") :]: v for k, v in headers if k.lower().startswith("x-ms-meta-")}
 
 
 def _meta_headers(response: Response, metadata: dict[str, str]) -> None:
@@ -64,8 +67,9 @@ def _meta_headers(response: Response, metadata: dict[str, str]) -> None:
 
 
 def _xml(root: ET.Element) -> Response:
-    return Response(b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root), status=200,
-                    content_type="application/xml")
+    return Response(
+        b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root), status=200, content_type="application/xml"
+    )
 
 
 def _parse_range(value: str | None) -> tuple[int, int | None] | None:
@@ -73,7 +77,9 @@ def _parse_range(value: str | None) -> tuple[int, int | None] | None:
         return None
     match = re.fullmatch(r"bytes=(\d+)-(\d*)", value.strip())
     if not match:
-        raise StorageError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format.")
+        raise StorageError(
+            400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format."
+        )
     return int(match.group(1)), int(match.group(2)) if match.group(2) else None
 
 
@@ -103,7 +109,11 @@ class FileService:
             raise StorageError(400, "InvalidUri", "The requested URI does not represent any resource on the server.")
         account, share, path = parts[0], (parts[1] if len(parts) > 1 else None), "/".join(parts[2:])
         if not request.headers.get("x-ms-version"):
-            raise StorageError(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not specified: x-ms-version.")
+            raise StorageError(
+                400,
+                "MissingRequiredHeader",
+                "An HTTP header that's mandatory for this request is not specified: x-ms-version.",
+            )
         restype, comp, method = request.args.get("restype"), request.args.get("comp"), request.method
         target = Target(account, share, path)
 
@@ -175,8 +185,15 @@ class FileService:
         response.headers["Last-Modified"] = rfc1123(iso_from(doc["last_modified"]))
         return response
 
-    def _share_operation(self, request: Request, method: str, comp: str | None, account: str, share: str,
-                         authorize: Callable[[Operation], None]) -> Response:
+    def _share_operation(
+        self,
+        request: Request,
+        method: str,
+        comp: str | None,
+        account: str,
+        share: str,
+        authorize: Callable[[Operation], None],
+    ) -> Response:
         lease_id = request.headers.get("x-ms-lease-id")
         if method == "PUT" and comp is None:
             authorize(CREATE_SHARE)
@@ -220,7 +237,9 @@ class FileService:
         break_period = request.headers.get("x-ms-lease-break-period")
         try:
             doc, lease = self._store.lease_share(
-                account, share, action,
+                account,
+                share,
+                action,
                 lease_id=request.headers.get("x-ms-lease-id"),
                 proposed_id=request.headers.get("x-ms-proposed-lease-id"),
                 duration=int(duration) if duration is not None else None,
@@ -235,7 +254,9 @@ class FileService:
         if action == "break":
             remaining = 0
             if lease.state == "breaking" and lease.break_at:
-                remaining = max(0, min(MAX_LEASE_SECONDS, round(lease.break_at - dt.datetime.now(dt.timezone.utc).timestamp())))
+                remaining = max(
+                    0, min(MAX_LEASE_SECONDS, round(lease.break_at - dt.datetime.now(dt.timezone.utc).timestamp()))
+                )
             response.headers["x-ms-lease-time"] = str(remaining)
         return response
 
@@ -254,8 +275,16 @@ class FileService:
         response.headers["x-ms-request-server-encrypted"] = "true"
         return response
 
-    def _directory_operation(self, request: Request, method: str, comp: str | None, account: str, share: str,
-                             path: str, authorize: Callable[[Operation], None]) -> Response:
+    def _directory_operation(
+        self,
+        request: Request,
+        method: str,
+        comp: str | None,
+        account: str,
+        share: str,
+        path: str,
+        authorize: Callable[[Operation], None],
+    ) -> Response:
         if method == "GET" and comp == "list":
             authorize(LIST_DIR)
             return self._list_directory(request, account, share, path)
@@ -280,8 +309,9 @@ class FileService:
         marker = request.args.get("marker", "")
         max_results = int(request.args.get("maxresults", DEFAULT_MAX_RESULTS))
         entries = self._store.list_directory(account, share, path, prefix)
-        root = ET.Element("EnumerationResults", ServiceEndpoint=self._base_url() + f"/{account}/",
-                          ShareName=share, DirectoryPath=path)
+        root = ET.Element(
+            "EnumerationResults", ServiceEndpoint=self._base_url() + f"/{account}/", ShareName=share, DirectoryPath=path
+        )
         if prefix:
             ET.SubElement(root, "Prefix").text = prefix
         if marker:
@@ -308,8 +338,16 @@ class FileService:
         return _xml(root)
 
     # --- files ---
-    def _file_operation(self, request: Request, method: str, comp: str | None, account: str, share: str,
-                        path: str, authorize: Callable[[Operation], None]) -> Response:
+    def _file_operation(
+        self,
+        request: Request,
+        method: str,
+        comp: str | None,
+        account: str,
+        share: str,
+        path: str,
+        authorize: Callable[[Operation], None],
+    ) -> Response:
         if method == "PUT" and comp is None:
             authorize(CREATE_FILE)
             if (request.headers.get("x-ms-type") or "").lower() != "file":
@@ -318,8 +356,9 @@ class FileService:
                 length = int(request.headers.get("x-ms-content-length", ""))
             except ValueError as exc:
                 raise StorageError(400, "MissingRequiredHeader", "x-ms-content-length is required.") from exc
-            entry = self._store.create_file(account, share, path, length,
-                                            request.headers.get("x-ms-content-type"), _metadata(request))
+            entry = self._store.create_file(
+                account, share, path, length, request.headers.get("x-ms-content-type"), _metadata(request)
+            )
             return self._entry_headers(Response(status=201), entry)
         if method == "PUT" and comp == "range":
             authorize(PUT_RANGE)
@@ -351,7 +390,9 @@ class FileService:
             start = parsed[0]
             end = min(parsed[1] if parsed[1] is not None else length - 1, length - 1)
             if start >= length:
-                raise StorageError(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
+                raise StorageError(
+                    416, "InvalidRange", "The range specified is invalid for the current size of the resource."
+                )
             status = 206
         body = b"" if method == "HEAD" or length == 0 else self._store.read_file(account, share, path, start, end)
         response = Response(body, status=status, content_type=entry.get("content_type"))

@@ -107,8 +107,9 @@ class FileStore:
     def share_exists(self, account: str, share: str) -> bool:
         return self._share_doc_path(account, share).exists()
 
-    def create_share(self, account: str, share: str, metadata: dict[str, str] | None = None,
-                     quota: int | None = None) -> dict:
+    def create_share(
+        self, account: str, share: str, metadata: dict[str, str] | None = None, quota: int | None = None
+    ) -> dict:
         if not SHARE_NAME.match(share):
             raise StorageError(400, "InvalidResourceName", "The specifed resource name contains invalid characters.")
         with self._lock:
@@ -147,11 +148,17 @@ class FileStore:
             lease = Lease.load(doc["lease"]).current()
             if lease.state in ("leased", "breaking"):
                 if not lease_id:
-                    raise StorageError(412, "LeaseIdMissing",
-                                       "There is currently a lease on the file share and no lease ID was specified in the request.")
+                    raise StorageError(
+                        412,
+                        "LeaseIdMissing",
+                        "There is currently a lease on the file share and no lease ID was specified in the request.",
+                    )
                 if lease_id != lease.lease_id:
-                    raise StorageError(412, "LeaseIdMismatchWithContainerOperation",
-                                       "The lease ID specified did not match the lease ID for the file share.")
+                    raise StorageError(
+                        412,
+                        "LeaseIdMismatchWithContainerOperation",
+                        "The lease ID specified did not match the lease ID for the file share.",
+                    )
             self._share_doc_path(account, share).unlink()
             _rmtree(self._data_dir(account, share))
 
@@ -178,11 +185,23 @@ class FileStore:
     def _check_share_lease_if_given(doc: dict, lease_id: str | None) -> None:
         lease = Lease.load(doc["lease"]).current()
         if lease_id and (lease.state not in ("leased", "breaking") or lease.lease_id != lease_id):
-            raise StorageError(412, "LeaseIdMismatchWithContainerOperation",
-                               "The lease ID specified did not match the lease ID for the file share.")
+            raise StorageError(
+                412,
+                "LeaseIdMismatchWithContainerOperation",
+                "The lease ID specified did not match the lease ID for the file share.",
+            )
 
-    def lease_share(self, account: str, share: str, action: str, *, lease_id: str | None,
-                    proposed_id: str | None, duration: int | None, break_period: int | None) -> tuple[dict, Lease]:
+    def lease_share(
+        self,
+        account: str,
+        share: str,
+        action: str,
+        *,
+        lease_id: str | None,
+        proposed_id: str | None,
+        duration: int | None,
+        break_period: int | None,
+    ) -> tuple[dict, Lease]:
         """Apply a lease action, with Azure's state machine and error codes."""
         with self._lock:
             doc = self._load(account, share)
@@ -191,44 +210,58 @@ class FileStore:
             now = _now().timestamp()
             if action == "acquire":
                 if duration is None or not (duration == -1 or MIN_LEASE_SECONDS <= duration <= MAX_LEASE_SECONDS):
-                    raise StorageError(400, "InvalidHeaderValue",
-                                       "x-ms-lease-duration must be -1 (infinite) or between 15 and 60 seconds.")
+                    raise StorageError(
+                        400,
+                        "InvalidHeaderValue",
+                        "x-ms-lease-duration must be -1 (infinite) or between 15 and 60 seconds.",
+                    )
                 if held and lease.lease_id != proposed_id:
                     raise StorageError(409, "LeaseAlreadyPresent", "There is already a lease present.")
                 if lease.state == "breaking":
-                    raise StorageError(409, "LeaseIsBreakingAndCannotBeAcquired",
-                                       "There is already a breaking lease present.")
-                lease = Lease("leased", proposed_id or str(uuid.uuid4()), duration,
-                              None if duration == -1 else now + duration)
+                    raise StorageError(
+                        409, "LeaseIsBreakingAndCannotBeAcquired", "There is already a breaking lease present."
+                    )
+                lease = Lease(
+                    "leased", proposed_id or str(uuid.uuid4()), duration, None if duration == -1 else now + duration
+                )
             elif action in ("release", "renew", "change"):
                 if lease.state == "available" or lease.lease_id is None:
-                    raise StorageError(409, "LeaseNotPresentWithLeaseOperation",
-                                       "There is currently no lease on the file share.")
+                    raise StorageError(
+                        409, "LeaseNotPresentWithLeaseOperation", "There is currently no lease on the file share."
+                    )
                 if lease.lease_id != lease_id:
-                    raise StorageError(409, "LeaseIdMismatchWithLeaseOperation",
-                                       "The lease ID specified did not match the lease ID for the file share.")
+                    raise StorageError(
+                        409,
+                        "LeaseIdMismatchWithLeaseOperation",
+                        "The lease ID specified did not match the lease ID for the file share.",
+                    )
                 if action == "release":
                     lease = Lease()
                 elif action == "renew":
                     if lease.state == "breaking" or lease.state == "broken":
                         raise StorageError(409, "LeaseIsBrokenAndCannotBeRenewed", "The lease has been broken.")
-                    lease = Lease("leased", lease.lease_id, lease.duration,
-                                  None if lease.duration == -1 else now + lease.duration)
+                    lease = Lease(
+                        "leased", lease.lease_id, lease.duration, None if lease.duration == -1 else now + lease.duration
+                    )
                 else:
                     if not proposed_id:
                         raise StorageError(400, "MissingRequiredHeader", "x-ms-proposed-lease-id is required.")
                     lease = Lease(lease.state, proposed_id, lease.duration, lease.expires_at, lease.break_at)
             elif action == "break":
                 if lease.state in ("available", "expired"):
-                    raise StorageError(409, "LeaseNotPresentWithLeaseOperation",
-                                       "There is currently no lease on the file share.")
+                    raise StorageError(
+                        409, "LeaseNotPresentWithLeaseOperation", "There is currently no lease on the file share."
+                    )
                 if lease.state == "leased":
                     if break_period is None:
                         wait = 0 if lease.duration == -1 else max(0, (lease.expires_at or now) - now)
                     else:
                         wait = break_period
-                    lease = (Lease("broken") if wait <= 0 else
-                             Lease("breaking", lease.lease_id, lease.duration, lease.expires_at, now + wait))
+                    lease = (
+                        Lease("broken")
+                        if wait <= 0
+                        else Lease("breaking", lease.lease_id, lease.duration, lease.expires_at, now + wait)
+                    )
             else:
                 raise StorageError(400, "InvalidHeaderValue", f"Unknown x-ms-lease-action {action!r}.")
             doc["lease"] = lease.__dict__
@@ -254,8 +287,12 @@ class FileStore:
             if key in doc["entries"]:
                 raise StorageError(409, "ResourceAlreadyExists", "The specified resource already exists.")
             self._check_parent(doc, key)
-            entry = {"type": "directory", "created": iso(_now()), "metadata": dict(metadata),
-                     "file_id": str(uuid.uuid4().int % 2**63)}
+            entry = {
+                "type": "directory",
+                "created": iso(_now()),
+                "metadata": dict(metadata),
+                "file_id": str(uuid.uuid4().int % 2**63),
+            }
             self._touch(entry)
             doc["entries"][key] = entry
             (self._data_dir(account, share) / key).mkdir(parents=True, exist_ok=True)
@@ -278,8 +315,14 @@ class FileStore:
         doc = self.get_share(account, share)
         key = self._entry_key(path)
         if key == "" and kind == "directory":
-            return {"type": "directory", "created": doc["created"], "metadata": {},
-                    "etag": doc["etag"], "last_modified": doc["last_modified"], "file_id": "0"}
+            return {
+                "type": "directory",
+                "created": doc["created"],
+                "metadata": {},
+                "etag": doc["etag"],
+                "last_modified": doc["last_modified"],
+                "file_id": "0",
+            }
         entry = doc["entries"].get(key)
         if entry is None or entry["type"] != kind:
             if kind == "directory":
@@ -297,22 +340,28 @@ class FileStore:
         children = []
         for name, entry in doc["entries"].items():
             if name.startswith(base):
-                rest = name[len(base):]
+                rest = name[len(base) :]
                 if rest and "/" not in rest and rest.startswith(prefix):
                     children.append((rest, entry))
         return sorted(children)
 
-    def create_file(self, account: str, share: str, path: str, length: int, content_type: str | None,
-                    metadata: dict[str, str]) -> dict:
+    def create_file(
+        self, account: str, share: str, path: str, length: int, content_type: str | None, metadata: dict[str, str]
+    ) -> dict:
         with self._lock:
             doc = self._load(account, share)
             key = self._entry_key(path)
             if doc["entries"].get(key, {}).get("type") == "directory":
                 raise StorageError(409, "ResourceTypeMismatch", "The specified resource type does not match.")
             self._check_parent(doc, key)
-            entry = {"type": "file", "created": iso(_now()), "metadata": dict(metadata), "length": length,
-                     "content_type": content_type or "application/octet-stream",
-                     "file_id": str(uuid.uuid4().int % 2**63)}
+            entry = {
+                "type": "file",
+                "created": iso(_now()),
+                "metadata": dict(metadata),
+                "length": length,
+                "content_type": content_type or "application/octet-stream",
+                "file_id": str(uuid.uuid4().int % 2**63),
+            }
             self._touch(entry)
             doc["entries"][key] = entry
             target = self._data_dir(account, share) / key
@@ -329,7 +378,9 @@ class FileStore:
             if entry is None or entry["type"] != "file":
                 raise StorageError(404, "ResourceNotFound", "The specified resource does not exist.")
             if end >= entry["length"] or start > end:
-                raise StorageError(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
+                raise StorageError(
+                    416, "InvalidRange", "The range specified is invalid for the current size of the resource."
+                )
             payload = data if data is not None else b"\0" * (end - start + 1)
             if len(payload) != end - start + 1:
                 raise StorageError(400, "InvalidHeaderValue", "The range length does not match the body length.")
