@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from pathlib import Path
@@ -49,9 +50,9 @@ class ArmApp:
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:
         request = Request(environ)
-        route = None
+        route, match = next(((name, m) for name, pattern in ROUTES if (m := pattern.match(request.path))), (None, None))
         try:
-            response, route = self.handle(request)
+            response = self.handle(request, route, match)
         except ArmError as err:
             response = error_response(err.status, err.code, err.message)
             for key, value in err.headers.items():
@@ -65,9 +66,8 @@ class ArmApp:
         return response(environ, start_response)
 
     # --- pipeline ---
-    def handle(self, request: Request) -> tuple[Response, str | None]:
+    def handle(self, request: Request, route: str | None, match: re.Match | None) -> Response:
         path = request.path
-        route, match = next(((name, m) for name, pattern in ROUTES if (m := pattern.match(path))), (None, None))
         try:
             caller = self._authority.verify(request.headers.get("Authorization"), ARM_AUDIENCES)
         except TokenError as err:
@@ -117,9 +117,14 @@ class ArmApp:
                 {"Retry-After": str(retry_after), f"x-ms-ratelimit-remaining-subscription-{kind}": "0"},
             )
         self._check_rbac(caller.client_id, caller.object_id, request.method, groups, route)
-        response = getattr(self, f"_{route}")(request, groups, api_version)
-        response.headers[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
-        return response, route
+        remaining_header = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
+        try:
+            response = getattr(self, f"_{route}")(request, groups, api_version)
+        except ArmError as err:
+            err.headers.update(remaining_header)  # ARM reports the budget on every answer, errors included
+            raise
+        response.headers.update(remaining_header)
+        return response
 
     def _check_rbac(self, client_id: str, object_id: str, method: str, groups: dict, route: str) -> None:
         denied = self.service.options.deny.get(client_id.lower(), set())

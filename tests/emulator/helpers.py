@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
@@ -68,3 +71,18 @@ def file_service_sas_url(emulator: Emulator, permission: str = "rwdlc", minutes:
         dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes),
     )
     return f"{emulator.file_endpoint}?{sas}"
+
+
+@contextlib.contextmanager
+def emulator_env(emulator: Emulator):
+    """Point the SDKs (identity endpoint, CA bundle) at this emulator for the block, then restore."""
+    saved = {key: os.environ.get(key) for key in emulator.env}
+    os.environ.update(emulator.env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
