@@ -211,10 +211,8 @@ class Emulator:
 
     # --- addresses and settings ---
     def url(self, service: str) -> str:
-        base = self._servers[service].url
-        if service == "file":
-            return base  # the account name follows as the first path segment
-        return base
+        """Base URL of a running service (for "file", the account name follows as first path segment)."""
+        return self._servers[service].url
 
     @property
     def file_endpoint(self) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from emulator import Emulator
+
+from .emulator.helpers import emulator_env
 
 RECORD_DIR_NAME = "arm-traffic"
 
@@ -18,16 +19,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory):
     state = tmp_path_factory.mktemp("emulator")
     record_dir = tmp_path_factory.getbasetemp() / RECORD_DIR_NAME
     with Emulator(state, seed=True, operation_seconds=0.3, retry_after_seconds=0, record_dir=record_dir) as emu:
-        saved = {key: os.environ.get(key) for key in emu.env}
-        os.environ.update(emu.env)
-        try:
+        with emulator_env(emu):
             yield emu
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

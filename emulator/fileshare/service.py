@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from typing import Callable
+from typing import Callable, Iterable, TypeVar
 from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
@@ -23,6 +23,7 @@ from .store import MAX_LEASE_SECONDS, FileStore, Lease, StorageError
 SERVICE_VERSION = "2025-11-05"
 MAX_RANGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_RESULTS = 5000
+T = TypeVar("T")
 
 LIST_SHARES = op("ListShares", "s", "l")
 CREATE_SHARE = op("CreateShare", "c", "cw")
@@ -83,6 +84,18 @@ def _parse_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), int(match.group(2)) if match.group(2) else None
 
 
+def _page(items: Iterable[tuple[str, T]], marker: str, max_results: int) -> tuple[list[tuple[str, T]], str]:
+    """One page of name-sorted items from ``marker`` on; the next marker is the first name left out."""
+    page: list[tuple[str, T]] = []
+    for name, item in items:
+        if marker and name < marker:
+            continue
+        if len(page) == max_results:
+            return page, name
+        page.append((name, item))
+    return page, ""
+
+
 class FileService:
     def __init__(self, store: FileStore, authorizer: StorageAuthorizer, base_url: Callable[[], str]) -> None:
         self._store = store
@@ -134,30 +147,31 @@ class FileService:
         raise StorageError(400, "InvalidQueryParameterValue", "Unsupported share operation.")
 
     # --- shares ---
-    def _list_shares(self, request: Request, account: str) -> Response:
-        prefix = request.args.get("prefix", "")
+    def _start_listing(self, request: Request, account: str, **attributes: str) -> tuple[ET.Element, str, int]:
+        """The EnumerationResults envelope both listings share; returns (root, marker, maxresults)."""
         marker = request.args.get("marker", "")
-        max_results = int(request.args.get("maxresults", DEFAULT_MAX_RESULTS))
+        try:
+            max_results = int(request.args.get("maxresults", DEFAULT_MAX_RESULTS))
+        except ValueError:
+            max_results = 0
         if not 1 <= max_results <= DEFAULT_MAX_RESULTS:
             raise StorageError(400, "OutOfRangeQueryParameterValue", "maxresults must be between 1 and 5000.")
-        include = set(request.args.get("include", "").split(","))
-        root = ET.Element("EnumerationResults", ServiceEndpoint=self._base_url() + f"/{account}/")
-        if prefix:
-            ET.SubElement(root, "Prefix").text = prefix
+        root = ET.Element("EnumerationResults", ServiceEndpoint=self._base_url() + f"/{account}/", **attributes)
+        if request.args.get("prefix"):
+            ET.SubElement(root, "Prefix").text = request.args["prefix"]
         if marker:
             ET.SubElement(root, "Marker").text = marker
         if "maxresults" in request.args:
             ET.SubElement(root, "MaxResults").text = str(max_results)
+        return root, marker, max_results
+
+    def _list_shares(self, request: Request, account: str) -> Response:
+        include = set(request.args.get("include", "").split(","))
+        root, marker, max_results = self._start_listing(request, account)
         shares = ET.SubElement(root, "Shares")
-        next_marker = ""
-        count = 0
-        for doc in self._store.list_shares(account, prefix):
-            if marker and doc["name"] < marker:
-                continue
-            if count == max_results:
-                next_marker = doc["name"]
-                break
-            count += 1
+        docs = ((doc["name"], doc) for doc in self._store.list_shares(account, request.args.get("prefix", "")))
+        page, next_marker = _page(docs, marker, max_results)
+        for _, doc in page:
             item = ET.SubElement(shares, "Share")
             ET.SubElement(item, "Name").text = doc["name"]
             props = ET.SubElement(item, "Properties")
@@ -305,29 +319,11 @@ class FileService:
         raise StorageError(400, "InvalidQueryParameterValue", f"Unsupported directory operation {method} comp={comp}.")
 
     def _list_directory(self, request: Request, account: str, share: str, path: str) -> Response:
-        prefix = request.args.get("prefix", "")
-        marker = request.args.get("marker", "")
-        max_results = int(request.args.get("maxresults", DEFAULT_MAX_RESULTS))
-        entries = self._store.list_directory(account, share, path, prefix)
-        root = ET.Element(
-            "EnumerationResults", ServiceEndpoint=self._base_url() + f"/{account}/", ShareName=share, DirectoryPath=path
-        )
-        if prefix:
-            ET.SubElement(root, "Prefix").text = prefix
-        if marker:
-            ET.SubElement(root, "Marker").text = marker
-        if "maxresults" in request.args:
-            ET.SubElement(root, "MaxResults").text = str(max_results)
+        entries = self._store.list_directory(account, share, path, request.args.get("prefix", ""))
+        root, marker, max_results = self._start_listing(request, account, ShareName=share, DirectoryPath=path)
         container = ET.SubElement(root, "Entries")
-        next_marker = ""
-        count = 0
-        for name, entry in entries:
-            if marker and name < marker:
-                continue
-            if count == max_results:
-                next_marker = name
-                break
-            count += 1
+        page, next_marker = _page(entries, marker, max_results)
+        for name, entry in page:
             node = ET.SubElement(container, "File" if entry["type"] == "file" else "Directory")
             ET.SubElement(node, "Name").text = name
             ET.SubElement(node, "FileId").text = entry.get("file_id", "0")

@@ -239,14 +239,15 @@ def test_restore_requires_file_share_name(emulator):
 def test_restore_while_the_instance_exists_is_a_conflict(emulator):
     rg, app = parse(emulator.targets[0])
     with pytest.raises(HttpResponseError) as info:
-        mgmt_client(emulator).managed_ccf.begin_restore(
-            rg,
-            app,
-            ManagedCCFRestore(
-                uri=file_service_sas_url(emulator), file_share_name=f"{app}-20260101000000", restore_region="eastus"
-            ),
-        )
+        restore(emulator, rg, app, f"{app}-20260101000000")
     assert info.value.status_code == 409
+
+
+def restore(emulator, rg: str, app: str, share: str, permission: str = "rwdlc"):
+    request = ManagedCCFRestore(
+        uri=file_service_sas_url(emulator, permission), file_share_name=share, restore_region="eastus"
+    )
+    return mgmt_client(emulator).managed_ccf.begin_restore(rg, app, request)
 
 
 def backup_then_delete(emulator) -> tuple[str, str, str]:
@@ -263,11 +264,7 @@ def backup_then_delete(emulator) -> tuple[str, str, str]:
 def test_restore_after_delete_recreates_the_instance(emulator):
     rg, app, share = backup_then_delete(emulator)
     client = mgmt_client(emulator)
-    poller = client.managed_ccf.begin_restore(
-        rg,
-        app,
-        ManagedCCFRestore(uri=file_service_sas_url(emulator, "rl"), file_share_name=share, restore_region="eastus"),
-    )
+    poller = restore(emulator, rg, app, share, permission="rl")
     assert client.managed_ccf.get(rg, app).properties.provisioning_state == "Creating"
     assert poller.result().message == f"Restore Created for ManagedCCF App : {app}."
     restored = client.managed_ccf.get(rg, app)
@@ -280,11 +277,7 @@ def test_restore_of_a_backup_older_than_90_days_fails(emulator):
     rg, app, share = backup_then_delete(emulator)
     emulator.clock.advance(days=91)
     with pytest.raises(HttpResponseError) as info:
-        mgmt_client(emulator).managed_ccf.begin_restore(
-            rg,
-            app,
-            ManagedCCFRestore(uri=file_service_sas_url(emulator), file_share_name=share, restore_region="eastus"),
-        ).result()
+        restore(emulator, rg, app, share).result()
     assert info.value.error.code == "BackupTooOld"
     with pytest.raises(ResourceNotFoundError):
         mgmt_client(emulator).managed_ccf.get(rg, app)
@@ -293,24 +286,14 @@ def test_restore_of_a_backup_older_than_90_days_fails(emulator):
 def test_restore_of_a_missing_share_fails_clearly(emulator):
     rg, app, _ = backup_then_delete(emulator)
     with pytest.raises(HttpResponseError) as info:
-        mgmt_client(emulator).managed_ccf.begin_restore(
-            rg,
-            app,
-            ManagedCCFRestore(
-                uri=file_service_sas_url(emulator), file_share_name=f"{app}-19990101000000", restore_region="eastus"
-            ),
-        ).result()
+        restore(emulator, rg, app, f"{app}-19990101000000").result()
     assert info.value.error.code == "FileShareNotFound"
 
 
 def test_restore_needs_the_same_app_name(emulator):
     rg, app, share = backup_then_delete(emulator)
     with pytest.raises(HttpResponseError) as info:
-        mgmt_client(emulator).managed_ccf.begin_restore(
-            rg,
-            f"{app}x",
-            ManagedCCFRestore(uri=file_service_sas_url(emulator), file_share_name=share, restore_region="eastus"),
-        ).result()
+        restore(emulator, rg, f"{app}x", share).result()
     assert info.value.error.code == "AppNameMismatch"
 
 
@@ -330,6 +313,8 @@ def test_backup_with_an_unusable_sas_fails_the_operation(emulator, problem):
     with pytest.raises(HttpResponseError) as info:
         mgmt_client(emulator).managed_ccf.begin_backup(rg, app, ManagedCCFBackup(uri=uri)).result()
     assert info.value.error.code == "StorageAccessDenied"
+    signature = re.search(r"sig=([^&]+)", uri).group(1)
+    assert signature not in str(info.value) and signature not in info.value.error.message
     assert shares(emulator, app) == []
 
 
