@@ -103,7 +103,7 @@ class ManagedCcfService:
         self.backups: dict[str, dict] = state.get("backups", {})
         self._clock, self._files, self._storage_auth = clock, files, storage_auth
         self._file_endpoint, self._faults, self.options = file_endpoint, faults, options
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # the front door holds it per request: werkzeug serves threads
 
     def save(self) -> None:
         write_json(
@@ -149,13 +149,13 @@ class ManagedCcfService:
             "provisioningState": state,
             "ledger": {"fixture": fixture or ledger.default_fixture(name), "chunks": chunks},
         }
-        with self._lock:
+        with self.lock:
             self.resources[resource_id.lower()] = record
             self.save()
         return record
 
     def get(self, resource_id: str) -> dict | None:
-        with self._lock:
+        with self.lock:
             self._settle_for(resource_id)
             return self.resources.get(resource_id.lower())
 
@@ -165,7 +165,7 @@ class ManagedCcfService:
                 self.settle(operation)
 
     def settle_all(self) -> None:
-        with self._lock:
+        with self.lock:
             for operation in list(self.operations.values()):
                 self.settle(operation)
 
@@ -184,14 +184,14 @@ class ManagedCcfService:
             "due": time.time() + self.options.operation_seconds,
             "outcome": outcome,  # None: succeeds; else the failure it ends with
         }
-        with self._lock:
+        with self.lock:
             self.operations[operation["id"]] = operation
             self.save()
         return operation
 
     def settle(self, operation: dict) -> dict:
         """Finish an operation whose time has come (idempotent)."""
-        with self._lock:
+        with self.lock:
             if operation["status"] != "InProgress" or time.time() < operation["due"]:
                 return operation
             outcome = operation["outcome"]

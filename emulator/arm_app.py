@@ -119,7 +119,8 @@ class ArmApp:
         self._check_rbac(caller.client_id, caller.object_id, request.method, groups, route)
         remaining_header = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
         try:
-            response = getattr(self, f"_{route}")(request, groups, api_version)
+            with self.service.lock:
+                response = getattr(self, f"_{route}")(request, groups, api_version)
         except ArmError as err:
             err.headers.update(remaining_header)  # ARM reports the budget on every answer, errors included
             raise

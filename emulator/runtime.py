@@ -230,7 +230,10 @@ class Emulator:
 
     @property
     def targets(self) -> list[str]:
-        return [seed_resource_id(rg, app) for rg, app, _, _ in SEED_INSTANCES]
+        """Resource IDs of the seeded instances, once seeding has made them (now or in an earlier run)."""
+        known = set(self.arm.resources) | set(self.arm.tombstones)
+        seeded = [seed_resource_id(rg, app) for rg, app, _, _ in SEED_INSTANCES]
+        return [resource_id for resource_id in seeded if resource_id.lower() in known]
 
     @property
     def env(self) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import re
 import time
 import uuid
@@ -11,7 +13,8 @@ import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.mgmt.confidentialledger.models import ManagedCCF, ManagedCCFBackup, ManagedCCFRestore, ManagedCCFProperties
-from azure.storage.fileshare import ShareServiceClient
+from azure.storage.fileshare import AccountSasPermissions, ResourceTypes, ShareServiceClient, generate_account_sas
+from azure.storage.fileshare._shared.shared_access_signature import SharedAccessSignature
 
 from emulator.ledger import committed_chunks
 
@@ -20,6 +23,10 @@ from .helpers import arm_pipeline, bearer, file_service_sas_url, mgmt_client
 API = "2024-09-19-preview"
 OPERATION_STATES = {"InProgress", "Succeeded", "Failed", "Canceled"}
 PROVISIONING_STATES = {"Unknown", "Succeeded", "Failed", "Canceled", "Creating", "Deleting", "Updating"}
+
+
+def account_key(emulator) -> str:
+    return emulator.account_keys[emulator.env["STORAGE_ACCOUNT_NAME"]]
 
 
 def parse(resource_id: str) -> tuple[str, str]:
@@ -219,21 +226,29 @@ def test_denied_identity_gets_authorization_failed(emulator):
     assert "backup/action" in info.value.error.message
 
 
-def test_restore_requires_file_share_name(emulator):
+@pytest.mark.parametrize("missing", ["uri", "fileShareName", "restoreRegion"])
+def test_restore_requires_uri_share_name_and_region(emulator, missing):
     rg, app = new_instance(emulator)
     path = (
         f"/subscriptions/{emulator.env['AZURE_SUBSCRIPTION_ID']}/resourceGroups/{rg}/providers/"
         f"Microsoft.ConfidentialLedger/managedCCFs/{app}/restore"
     )
-    response = requests.post(
-        url(emulator, path),
-        json={"uri": file_service_sas_url(emulator), "restoreRegion": "eastus"},
-        headers=arm_headers(),
-        timeout=5,
-    )
+    body = {"uri": file_service_sas_url(emulator), "fileShareName": f"{app}-20260101000000", "restoreRegion": "eastus"}
+    del body[missing]
+    response = requests.post(url(emulator, path), json=body, headers=arm_headers(), timeout=5)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "InvalidRequestContent"
-    assert "fileShareName" in response.json()["error"]["message"]
+    assert missing in response.json()["error"]["message"]
+
+
+def test_backup_requires_uri(emulator):
+    rg, app = parse(emulator.targets[1])
+    path = (
+        f"/subscriptions/{emulator.env['AZURE_SUBSCRIPTION_ID']}/resourceGroups/{rg}/providers/"
+        f"Microsoft.ConfidentialLedger/managedCCFs/{app}/backup"
+    )
+    response = requests.post(url(emulator, path), json={"restoreRegion": "eastus"}, headers=arm_headers(), timeout=5)
+    assert response.status_code == 400 and "uri" in response.json()["error"]["message"]
 
 
 def test_restore_while_the_instance_exists_is_a_conflict(emulator):
@@ -297,7 +312,9 @@ def test_restore_needs_the_same_app_name(emulator):
     assert info.value.error.code == "AppNameMismatch"
 
 
-@pytest.mark.parametrize("problem", ["bad-signature", "expired", "no-create-permission", "objects-only"])
+@pytest.mark.parametrize(
+    "problem", ["bad-signature", "expired", "no-create-permission", "objects-only", "blob-service", "other-key"]
+)
 def test_backup_with_an_unusable_sas_fails_the_operation(emulator, problem):
     rg, app = new_instance(emulator)
     if problem == "bad-signature":
@@ -306,10 +323,27 @@ def test_backup_with_an_unusable_sas_fails_the_operation(emulator, problem):
         uri = file_service_sas_url(emulator, minutes=-5)
     elif problem == "no-create-permission":
         uri = file_service_sas_url(emulator, "rl")
-    else:
-        from azure.storage.fileshare import ResourceTypes
-
+    elif problem == "objects-only":
         uri = file_service_sas_url(emulator, resource_types=ResourceTypes(object=True))
+    elif problem == "blob-service":
+        signer = SharedAccessSignature(emulator.env["STORAGE_ACCOUNT_NAME"], account_key(emulator))
+        sas = signer.generate_account(
+            "b",
+            ResourceTypes(container=True, object=True),
+            AccountSasPermissions(create=True, write=True),
+            dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5),
+        )
+        uri = f"{emulator.file_endpoint}?{sas}"
+    else:
+        other = base64.b64encode(b"k" * 64).decode()
+        sas = generate_account_sas(
+            emulator.env["STORAGE_ACCOUNT_NAME"],
+            other,
+            ResourceTypes(container=True, object=True),
+            AccountSasPermissions(create=True, write=True),
+            dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5),
+        )
+        uri = f"{emulator.file_endpoint}?{sas}"
     with pytest.raises(HttpResponseError) as info:
         mgmt_client(emulator).managed_ccf.begin_backup(rg, app, ManagedCCFBackup(uri=uri)).result()
     assert info.value.error.code == "StorageAccessDenied"
@@ -436,3 +470,14 @@ def test_ledgers_share_the_backup_api(emulator):
         == "Succeeded"
     )
     assert len(shares(emulator, name)) == 1
+
+
+def test_latency_per_route_delays_only_that_route(emulator):
+    emulator.faults.set_latency("arm", 0.5, path=re.escape(emulator.targets[1]) + "$")
+    fast_started = time.monotonic()
+    requests.get(url(emulator, emulator.targets[0]), headers=arm_headers(), timeout=5)
+    fast = time.monotonic() - fast_started
+    slow_started = time.monotonic()
+    requests.get(url(emulator, emulator.targets[1]), headers=arm_headers(), timeout=5)
+    slow = time.monotonic() - slow_started
+    assert slow >= 0.5 > fast

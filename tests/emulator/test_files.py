@@ -15,9 +15,11 @@ from azure.storage.fileshare import (
     ShareClient,
     ShareDirectoryClient,
     ShareFileClient,
+    FileSasPermissions,
     ShareSasPermissions,
     ShareServiceClient,
     generate_account_sas,
+    generate_file_sas,
     generate_share_sas,
 )
 
@@ -265,3 +267,46 @@ def test_directory_client_metadata_roundtrip(emulator):
     share = service(emulator).create_share(unique())
     directory: ShareDirectoryClient = share.create_directory("snapshots", metadata={"kind": "snap"})
     assert directory.get_directory_properties().metadata == {"kind": "snap"}
+
+
+def test_file_sas_reaches_only_its_file(emulator):
+    share = service(emulator).create_share(unique())
+    share.get_file_client("mine").upload_file(b"mine")
+    share.get_file_client("other").upload_file(b"other")
+    sas = generate_file_sas(
+        emulator.env["STORAGE_ACCOUNT_NAME"],
+        share.share_name,
+        ["mine"],
+        account_key(emulator),
+        permission=FileSasPermissions(read=True),
+        expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5),
+    )
+    assert ShareFileClient(
+        emulator.file_endpoint, share.share_name, "mine", credential=sas
+    ).download_file().readall() == (b"mine")
+    with pytest.raises(ClientAuthenticationError):
+        ShareFileClient(emulator.file_endpoint, share.share_name, "other", credential=sas).download_file()
+    with pytest.raises(HttpResponseError) as info:
+        list(ShareClient(emulator.file_endpoint, share.share_name, credential=sas).list_directories_and_files())
+    assert info.value.status_code == 403
+
+
+def test_share_quota_is_a_settable_property(emulator):
+    share = service(emulator).create_share(unique(), quota=10)
+    assert share.get_share_properties().quota == 10
+    share.set_share_quota(20)
+    assert share.get_share_properties().quota == 20
+
+
+def test_sas_with_ip_range_excluding_the_caller_is_refused(emulator):
+    sas = generate_account_sas(
+        emulator.env["STORAGE_ACCOUNT_NAME"],
+        account_key(emulator),
+        ResourceTypes(service=True),
+        AccountSasPermissions(list=True),
+        dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5),
+        ip="10.1.2.3",
+    )
+    with pytest.raises(HttpResponseError) as info:
+        list(ShareServiceClient(emulator.file_endpoint, credential=sas).list_shares())
+    assert info.value.error_code == "AuthorizationSourceIPMismatch"

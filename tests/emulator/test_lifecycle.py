@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import requests
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.confidentialledger.models import ManagedCCFBackup
 from azure.storage.fileshare import ShareServiceClient
 
@@ -120,3 +121,40 @@ def test_command_line_serves_writes_env_and_stops_on_sigterm(tmp_path):
     assert process.returncode == 0, err
     assert out.strip().endswith("stopped")
     assert "Traceback" not in err
+
+
+def test_control_endpoint_drives_operation_failures_rbac_and_latency(emulator):
+    control = emulator.env["EMULATOR_CONTROL_URL"]
+    rg, app = "rg-ledger-audit", "fabrikam-audit"
+    response = requests.post(
+        f"{control}/faults/operations", json={"kind": "backup", "code": "QuorumLost", "message": "no quorum"}, timeout=5
+    )
+    assert response.status_code == 204
+    poller = mgmt_client(emulator).managed_ccf.begin_backup(
+        rg, app, ManagedCCFBackup(uri=file_service_sas_url(emulator))
+    )
+    try:
+        poller.result()
+        raise AssertionError("the injected failure did not fail the backup")
+    except HttpResponseError as err:
+        assert err.error.code == "QuorumLost"
+    operations = requests.get(f"{control}/operations", timeout=5).json()
+    assert any(o["status"] == "Failed" and o["error"]["code"] == "QuorumLost" for o in operations)
+
+    assert requests.post(f"{control}/rbac/deny", json={"clientId": emulator.system_identity.client_id}, timeout=5).ok
+    with_denial = requests.get(
+        f"{emulator.env['ARM_ENDPOINT']}{emulator.targets[1]}?api-version=2024-09-19-preview",
+        headers=bearer("https://management.azure.com/.default"),
+        timeout=5,
+    )
+    assert with_denial.status_code == 403 and with_denial.json()["error"]["code"] == "AuthorizationFailed"
+    assert requests.delete(f"{control}/rbac/deny", timeout=5).status_code == 204
+
+    assert (
+        requests.post(f"{control}/latency", json={"service": "keyvault", "seconds": 0.4}, timeout=5).status_code == 204
+    )
+    started = time.monotonic()
+    secret_client(emulator).get_secret(emulator.env["STORAGE_SECRET_NAME"])
+    assert time.monotonic() - started >= 0.4
+    assert requests.delete(f"{control}/faults", timeout=5).status_code == 204
+    assert requests.get(f"{control}/nope", timeout=5).status_code == 404
