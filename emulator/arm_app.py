@@ -17,8 +17,8 @@ from .arm import (
     NAMESPACE,
     ROUTES,
     TYPE_NAMES,
-    _APP_NAME,
-    _GUID,
+    APP_NAME,
+    GUID,
     ArmError,
     ManagedCcfService,
     error_response,
@@ -100,7 +100,7 @@ class ArmApp:
                 f"The api-version '{api_version}' is invalid. The supported versions are '{','.join(API_VERSIONS)}'.",
             )
         groups = match.groupdict()
-        if not _GUID.match(groups["sub"]):
+        if not GUID.match(groups["sub"]):
             raise ArmError(
                 400,
                 "InvalidSubscriptionId",
@@ -236,7 +236,7 @@ class ArmApp:
 
     def _put(self, request: Request, groups: dict, api_version: str, resource_id: str, record: dict | None) -> Response:
         body = self._body(request)
-        if not _APP_NAME.match(groups["name"]):
+        if not APP_NAME.match(groups["name"]):
             raise ArmError(
                 400,
                 "InvalidResourceName",
