@@ -51,8 +51,8 @@ SERVICES = ("identity", "arm", "keyvault", "file", "control")
 
 
 class _CasePreservingHandler(WSGIRequestHandler):
-    """Keeps header names as sent: Azure Storage returns metadata names in the case they were set,
-    and WSGI's environ upper-cases them."""
+    """Keeps the headers as sent: Azure Storage returns metadata names in the case they were set, and
+    accepts underscores in them; WSGI's environ upper-cases names and werkzeug drops underscored ones."""
 
     def make_environ(self) -> dict:
         environ = super().make_environ()

@@ -262,9 +262,15 @@ class StorageAuthorizer:
             )
 
 
+def raw_headers(request: Request) -> list[tuple[str, str]]:
+    """The headers exactly as sent. WSGI upper-cases names and werkzeug drops names with underscores
+    (x-ms-meta-my_key is legal metadata in Azure), so the emulator's server keeps the raw list."""
+    return request.environ.get("emulator.raw_headers") or list(request.headers.items())
+
+
 def shared_key_string_to_sign(request: Request, account: str) -> str:
     """The Shared Key string-to-sign (version 2009-09-19 and later) for this request."""
-    headers = {name.lower(): value for name, value in request.headers.items()}
+    headers = {name.lower(): value for name, value in raw_headers(request)}
     values = []
     for name in _SHARED_KEY_HEADERS:
         value = headers.get(name, "")

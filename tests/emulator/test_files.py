@@ -67,6 +67,12 @@ def test_share_lifecycle_metadata_and_properties(emulator):
     assert name not in {s.name for s in service(emulator).list_shares(name_starts_with=name)}
 
 
+def test_metadata_names_with_underscores_are_signed_and_kept(emulator):
+    share = service(emulator).create_share(unique())
+    share.set_share_metadata({"mccfbackup_target": "/subscriptions/x", "Job_Id": "1"})
+    assert share.get_share_properties().metadata == {"mccfbackup_target": "/subscriptions/x", "Job_Id": "1"}
+
+
 def test_list_shares_by_prefix_with_metadata_and_paging(emulator):
     prefix = unique("page")
     names = [f"{prefix}-{i:02d}" for i in range(7)]
