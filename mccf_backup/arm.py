@@ -1,0 +1,238 @@
+"""The Managed CCF control plane client: get, delete, backup, restore, operation status.
+
+Built on azure-mgmt-core's ARMPipelineClient, so retries (429 and 5xx, honouring Retry-After),
+ARM challenge authentication, long-running-operation polling (ARMPolling) and redaction of
+headers and query strings in logs come from the library, not from hand-written loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import ServiceResponseError
+from azure.core.pipeline import PipelineResponse, policies
+from azure.core.polling import LROPoller
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.polling.arm_polling import ARMPolling
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
+
+from . import __version__
+from .errors import AuthenticationFailed, AzureRequestFailed, OperationInProgress, OperationTimedOut
+from .errors import PermissionDenied, TargetNotFound
+from .redaction import redact
+from .targets import Target
+
+ARM_SCOPE = "https://management.azure.com/.default"
+FINAL_STATES = {"Succeeded", "Failed", "Canceled"}
+
+
+@dataclass(frozen=True)
+class StartedOperation:
+    """What ARM said when an operation was accepted; enough to look at it again later (plain URLs)."""
+
+    status_url: str | None  # Azure-AsyncOperation
+    location_url: str | None  # Location
+    retry_after: int
+    completed: bool  # ARM answered 200: done already
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    status: str  # InProgress | Succeeded | Failed | Canceled
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after: int = 10
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATES
+
+
+def _arm_error(response: HttpResponse) -> tuple[str, str]:
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    return str(error.get("code") or response.status_code), redact(str(error.get("message") or response.reason or ""))
+
+
+class ManagedCcfClient:
+    def __init__(self, endpoint: str, credential: TokenCredential, api_version: str, **transport_kwargs) -> None:
+        self._endpoint = endpoint.rstrip("/")
+        self._api_version = api_version
+        self._client = ARMPipelineClient(
+            base_url=self._endpoint,
+            policies=[
+                policies.RequestIdPolicy(),
+                policies.HeadersPolicy(),
+                policies.UserAgentPolicy(sdk_moniker=f"mccf-backup/{__version__}"),
+                policies.RetryPolicy(**{k: v for k, v in transport_kwargs.items() if k.startswith("retry_")}),
+                ARMChallengeAuthenticationPolicy(credential, ARM_SCOPE),
+                policies.ContentDecodePolicy(),
+                ARMHttpLoggingPolicy(),
+                policies.DistributedTracingPolicy(),
+            ],
+        )
+        self._send_kwargs = {k: v for k, v in transport_kwargs.items() if not k.startswith("retry_")}
+
+    # --- plumbing ---
+    def _url(self, target: Target, suffix: str = "") -> str:
+        return f"{self._endpoint}{target.resource_id}{suffix}?api-version={self._api_version}"
+
+    def _send(self, request: HttpRequest, target: Target | None, action: str) -> PipelineResponse:
+        try:
+            response = self._client.send_request(request, _return_pipeline_response=True, **self._send_kwargs)
+        except ClientAuthenticationError as exc:
+            raise AuthenticationFailed(
+                f"Could not get an ARM token to {action}: {redact(str(exc).splitlines()[0])}. Check that the app's "
+                "managed identity exists (and AZURE_CLIENT_ID, for a user-assigned one).",
+                target=str(target) if target else None,
+            ) from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise AzureRequestFailed(
+                f"ARM could not be reached to {action}: {redact(str(exc).splitlines()[0])}. Retry later.",
+                target=str(target) if target else None,
+            ) from exc
+        return response
+
+    def _raise_for(self, response: HttpResponse, target: Target, action: str) -> None:
+        if response.status_code < 400:
+            return
+        code, message = _arm_error(response)
+        where = str(target)
+        if response.status_code == 403:
+            raise PermissionDenied(
+                f"ARM refused to {action}: {message} Grant the app's identity a role with this action on the "
+                "target's resource group (see README, 'Permissions').",
+                target=where,
+            )
+        if response.status_code == 404 and code in ("ResourceNotFound", "ResourceGroupNotFound", "404"):
+            raise TargetNotFound(
+                f"The {target.resource_type} '{target.name}' does not exist in resource group "
+                f"'{target.resource_group}' of subscription {target.subscription} ({code}). Check MCCF_TARGETS.",
+                target=where,
+            )
+        if response.status_code == 409:
+            raise OperationInProgress(f"ARM refused to {action} ({code}): {message}", target=where)
+        if response.status_code == 401:
+            raise AuthenticationFailed(f"ARM did not accept the app's token to {action}: {message}", target=where)
+        raise AzureRequestFailed(f"ARM answered {response.status_code} {code} to {action}: {message}", target=where)
+
+    # --- resources ---
+    def get(self, target: Target) -> dict | None:
+        """The resource, or None when it does not exist."""
+        response = self._send(HttpRequest("GET", self._url(target)), target, "read the instance").http_response
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, target, "read the instance")
+        return response.json()
+
+    def _start(
+        self, target: Target, suffix: str, method: str, body: dict | None, action: str
+    ) -> tuple[StartedOperation, PipelineResponse]:
+        request = HttpRequest(method, self._url(target, suffix), json=body)
+        pipeline_response = self._send(request, target, action)
+        response = pipeline_response.http_response
+        self._raise_for(response, target, action)
+        headers = response.headers
+        started = StartedOperation(
+            status_url=headers.get("Azure-AsyncOperation"),
+            location_url=headers.get("Location"),
+            retry_after=int(headers.get("Retry-After") or 10) if (headers.get("Retry-After") or "").isdigit() else 10,
+            completed=response.status_code in (200, 204)
+            or not (headers.get("Azure-AsyncOperation") or headers.get("Location")),
+        )
+        return started, pipeline_response
+
+    def start_backup(self, target: Target, sas_url: str, restore_region: str | None = None):
+        body = {"uri": sas_url}
+        if restore_region:
+            body["restoreRegion"] = restore_region
+        return self._start(target, "/backup", "POST", body, "start a backup")
+
+    def start_restore(self, target: Target, sas_url: str, share: str, restore_region: str):
+        body = {"uri": sas_url, "fileShareName": share, "restoreRegion": restore_region}
+        return self._start(target, "/restore", "POST", body, "start a restore")
+
+    def start_delete(self, target: Target):
+        return self._start(target, "", "DELETE", None, "delete the instance")
+
+    # --- operations ---
+    def _check_same_host(self, url: str) -> None:
+        """Never send the ARM token anywhere but ARM: operation URLs must be on the ARM endpoint."""
+        ours, theirs = urlsplit(self._endpoint), urlsplit(url)
+        if (theirs.scheme, theirs.netloc.lower()) != (ours.scheme, ours.netloc.lower()):
+            raise AzureRequestFailed(
+                f"ARM returned an operation URL on another host ({theirs.scheme}://{theirs.netloc}); not following it."
+            )
+
+    def status(self, started: StartedOperation, target: Target) -> OperationStatus:
+        """Look at an operation once (the HTTP API's poll): never blocks, never loops."""
+        if started.completed:
+            return OperationStatus("Succeeded")
+        if started.status_url:
+            self._check_same_host(started.status_url)
+            response = self._send(HttpRequest("GET", started.status_url), target, "read operation status").http_response
+            if response.status_code == 404:
+                return OperationStatus("Failed", "OperationNotFound", "ARM no longer knows this operation.")
+            self._raise_for(response, target, "read operation status")
+            body = response.json()
+            error = body.get("error") or {}
+            retry = response.headers.get("Retry-After") or ""
+            return OperationStatus(
+                str(body.get("status", "InProgress")),
+                error.get("code"),
+                redact(error["message"]) if error.get("message") else None,
+                int(retry) if retry.isdigit() else started.retry_after,
+            )
+        self._check_same_host(started.location_url or "")
+        response = self._send(HttpRequest("GET", started.location_url), target, "read operation result").http_response
+        if response.status_code == 202:
+            return OperationStatus("InProgress", retry_after=started.retry_after)
+        if response.status_code < 300:
+            return OperationStatus("Succeeded")
+        code, message = _arm_error(response)
+        return OperationStatus("Failed", code, message)
+
+    def wait(
+        self,
+        started: StartedOperation,
+        initial: PipelineResponse,
+        target: Target,
+        timeout_seconds: float,
+        on_progress: Callable[[str], None] | None = None,
+        polling_interval: float = 10,
+    ) -> OperationStatus:
+        """Follow an operation to its end with azure-mgmt-core's ARM poller (timer and CLI)."""
+        poller = LROPoller(
+            self._client,
+            initial,
+            lambda pipeline_response: pipeline_response.http_response,
+            ARMPolling(polling_interval, lro_options={"final-state-via": "azure-async-operation"}),
+        )
+        waited = 0.0
+        step = 5.0
+        while not poller.done():
+            if waited >= timeout_seconds:
+                raise OperationTimedOut(
+                    f"The ARM operation did not finish within {timeout_seconds / 60:.0f} minutes; it may still be "
+                    "running. Look at it again later (jobs, status) before starting another."
+                )
+            poller.wait(step)
+            waited += step
+            if on_progress and not poller.done():
+                on_progress(poller.status())
+        try:
+            poller.result()
+        except HttpResponseError as exc:
+            # The poller says only "failed or canceled"; the status resource has ARM's code and message.
+            status = self.status(started, target)
+            if status.done and status.status != "Succeeded":
+                return status
+            return OperationStatus("Failed", str(exc.status_code or "Failed"), redact(exc.message or "failed"))
+        return OperationStatus("Succeeded")

@@ -1,0 +1,168 @@
+"""The backup catalog: the Azure Files shares the Managed CCF service made, read and tagged.
+
+The service names each backup share ``<app>-<timestamp>``; the app tags it with share metadata
+(target, job, trigger, times, outcome) once the operation ends, so that the catalog does not
+depend on the name alone and never mistakes another app's share for a backup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.fileshare import ShareServiceClient
+
+from .errors import AzureRequestFailed, InvalidShareName, PermissionDenied, ShareNotFound, ShareOfOtherTarget
+from .redaction import redact
+from .targets import Target
+
+RESTORE_LIMIT = dt.timedelta(days=90)
+SHARE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+BACKUP_SHARE = re.compile(r"^(?P<app>[a-z0-9][a-z0-9-]*?)-(?P<stamp>\d{14})$")
+# Share metadata names must be C# identifiers: letters, digits and underscores.
+META_TARGET = "mccfbackup_target"
+META_JOB = "mccfbackup_job"
+META_TRIGGER = "mccfbackup_trigger"
+META_STARTED = "mccfbackup_started"
+META_ENDED = "mccfbackup_ended"
+META_OUTCOME = "mccfbackup_outcome"
+META_LOCATION = "mccfbackup_location"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def check_share_name(name: str) -> str:
+    if not isinstance(name, str) or not SHARE_NAME.match(name):
+        raise InvalidShareName(
+            f"'{str(name)[:80]}' is not an Azure Files share name (3-63 lower-case letters, digits and single hyphens).",
+            field="share",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Backup:
+    share: str
+    app: str
+    created: dt.datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def age(self, now: dt.datetime | None = None) -> dt.timedelta:
+        return (now or utcnow()) - self.created
+
+    def restorable(self, now: dt.datetime | None = None) -> bool:
+        return self.age(now) < RESTORE_LIMIT
+
+    def days_left(self, now: dt.datetime | None = None) -> int:
+        return max(0, (RESTORE_LIMIT - self.age(now)).days)
+
+    @property
+    def outcome(self) -> str | None:
+        return self.metadata.get(META_OUTCOME)
+
+    def to_dict(self, now: dt.datetime | None = None) -> dict:
+        return {
+            "share": self.share,
+            "app": self.app,
+            "created": self.created.isoformat(),
+            "ageDays": round(self.age(now).total_seconds() / 86400, 2),
+            "restorable": self.restorable(now),
+            "restorableDaysLeft": self.days_left(now),
+            "target": self.metadata.get(META_TARGET),
+            "job": self.metadata.get(META_JOB),
+            "trigger": self.metadata.get(META_TRIGGER),
+            "outcome": self.outcome,
+        }
+
+
+def parse_backup_name(name: str) -> tuple[str, dt.datetime] | None:
+    """(app, creation time) from ``<app>-<YYYYMMDDHHMMSS>``, or None when the name is not a backup's."""
+    match = BACKUP_SHARE.match(name)
+    if not match:
+        return None
+    try:
+        created = dt.datetime.strptime(match.group("stamp"), "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+    return match.group("app"), created
+
+
+class Catalog:
+    def __init__(self, service: ShareServiceClient) -> None:
+        self._service = service
+
+    def _belongs(self, target: Target, name: str, metadata: dict[str, str]) -> Backup | None:
+        parsed = parse_backup_name(name)
+        if parsed is None or parsed[0] != target.name.lower():
+            return None
+        tagged = metadata.get(META_TARGET)
+        if tagged and tagged.lower() != target.resource_id.lower():
+            return None  # same app name in another resource group or subscription
+        return Backup(name, parsed[0], parsed[1], dict(metadata))
+
+    def backups(self, target: Target) -> list[Backup]:
+        """This target's backups, newest first."""
+        try:
+            items = self._service.list_shares(name_starts_with=target.share_prefix, include_metadata=True)
+            found = [self._belongs(target, item.name, item.metadata or {}) for item in items]
+        except HttpResponseError as exc:
+            raise _storage_error(exc, "list backup shares") from exc
+        return sorted((b for b in found if b is not None), key=lambda b: b.created, reverse=True)
+
+    def get(self, target: Target, share: str) -> Backup:
+        check_share_name(share)
+        parsed = parse_backup_name(share)
+        if parsed is None or parsed[0] != target.name.lower():
+            raise ShareOfOtherTarget(
+                f"Share '{share}' is not a backup of '{target.name}' (backup shares are named "
+                f"'{target.share_prefix}<YYYYMMDDHHMMSS>').",
+                target=str(target),
+                field="share",
+            )
+        try:
+            properties = self._service.get_share_client(share).get_share_properties()
+        except ResourceNotFoundError as exc:
+            raise ShareNotFound(f"Backup share '{share}' does not exist.", target=str(target), field="share") from exc
+        except HttpResponseError as exc:
+            raise _storage_error(exc, f"read share '{share}'") from exc
+        backup = self._belongs(target, share, properties.metadata or {})
+        if backup is None:
+            raise ShareOfOtherTarget(
+                f"Share '{share}' is tagged as a backup of {properties.metadata.get(META_TARGET)}, not of {target}.",
+                target=str(target),
+                field="share",
+            )
+        return backup
+
+    def find_new(self, target: Target, since: dt.datetime, job_id: str) -> Backup | None:
+        """The share a backup job created: the newest one from ``since`` on not claimed by another job."""
+        for backup in self.backups(target):
+            if backup.created < since:
+                return None
+            if backup.metadata.get(META_JOB) in (None, job_id):
+                return backup
+        return None
+
+    def tag(self, share: str, metadata: dict[str, str]) -> None:
+        client = self._service.get_share_client(share)
+        try:
+            current = client.get_share_properties().metadata or {}
+            client.set_share_metadata({**current, **metadata})
+        except HttpResponseError as exc:
+            raise _storage_error(exc, f"tag share '{share}'") from exc
+
+
+def _storage_error(exc: HttpResponseError, action: str) -> Exception:
+    if exc.status_code == 403:
+        return PermissionDenied(
+            f"The backup storage account refused to {action} ({exc.error_code}). Check the storage secret's key or "
+            "SAS permissions."
+        )
+    return AzureRequestFailed(
+        f"The backup storage account answered {exc.status_code} ({exc.error_code}) to {action}: "
+        f"{redact((exc.message or '').splitlines()[0] if exc.message else '')}"
+    )

@@ -1,0 +1,370 @@
+"""Orchestration shared by the Functions app and the CLI: backup, restore, catalog, jobs, status.
+
+A BackupService lives for one run (a timer invocation, an HTTP request, a CLI command): it reads
+the storage secret from Key Vault at most once, and shares the process-wide credential, so a
+scheduled run over any number of targets makes one Key Vault read and one token request per
+audience.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from azure.core.credentials import TokenCredential
+
+from . import catalog as cat
+from .arm import ManagedCcfClient, OperationStatus, StartedOperation
+from .catalog import Backup, Catalog
+from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
+from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
+from .identity import get_credential
+from .jobs import Job, JobStore, new_job_id
+from .redaction import redact
+from .settings import Settings
+from .storage_config import BACKUP, RESTORE, StorageConfig, load_storage_config
+from .targets import Target, TargetSet
+
+log = logging.getLogger("mccf_backup")
+# Share timestamps come from the Managed CCF service's clock; allow for skew when matching a new share.
+SHARE_CLOCK_SKEW = dt.timedelta(minutes=2)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TargetResult:
+    target: str
+    job: Job | None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.job is not None and self.job.status == "succeeded"
+
+
+@dataclass
+class RunSummary:
+    results: list[TargetResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TargetResult]:
+        return [r for r in self.results if not r.ok]
+
+    def text(self) -> str:
+        lines = [f"Scheduled backup: {len(self.results) - len(self.failed)} of {len(self.results)} targets succeeded."]
+        for result in self.results:
+            if result.ok:
+                lines.append(f"  ok     {result.target} -> {result.job.share}")
+            else:
+                lines.append(f"  FAILED {result.target}: {result.error_code}: {result.error_message}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    target: Target
+    backup: Backup
+    region: str
+
+    def to_dict(self) -> dict:
+        return {"target": str(self.target), "backup": self.backup.to_dict(), "restoreRegion": self.region}
+
+
+class BackupService:
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential | None = None,
+        *,
+        interactive: bool = False,
+        arm: ManagedCcfClient | None = None,
+        jobs: JobStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.targets = TargetSet(settings.targets)
+        self._credential = credential or get_credential(settings.client_id, interactive=interactive)
+        self.arm = arm or ManagedCcfClient(settings.arm_endpoint, self._credential, settings.api_version)
+        self.jobs = jobs or JobStore(settings.jobs, self._credential)
+        self._storage: StorageConfig | None = None
+        self._storage_lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls, *, interactive: bool = False) -> "BackupService":
+        return cls(Settings.from_env(), interactive=interactive)
+
+    # --- shared resources, loaded once per run ---
+    def storage(self) -> StorageConfig:
+        with self._storage_lock:
+            if self._storage is None:
+                self._storage = load_storage_config(
+                    self.settings.key_vault_url, self.settings.storage_secret_name, self._credential
+                )
+            return self._storage
+
+    def catalog(self) -> Catalog:
+        return Catalog(self.storage().service_client())
+
+    @property
+    def operation_lifetime(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.settings.operation_timeout_minutes)
+
+    # --- backup ---
+    def start_backup(self, reference: str, trigger: str, caller: str | None = None):
+        """Start the ARM backup and record the job; returns (job, started operation, initial response)."""
+        target = self.targets.resolve(reference)
+        job = Job(new_job_id(), "backup", target.resource_id, trigger, caller=caller)
+        try:
+            instance = self.arm.get(target)
+            if instance is None:
+                raise TargetNotFound(
+                    f"The {target.resource_type} '{target.name}' does not exist in resource group "
+                    f"'{target.resource_group}'. Check MCCF_TARGETS.",
+                    target=str(target),
+                )
+            job.restore_region = instance.get("location")
+            sas_url = self.storage().sas_url(BACKUP, self.operation_lifetime)
+            started, initial = self.arm.start_backup(target, sas_url, self.settings.restore_region)
+        except MccfBackupError as err:
+            job.fail(err.code, err.message)
+            self.jobs.save(job)
+            raise
+        self._remember(job, started)
+        self.jobs.save(job)
+        log.info("backup %s started for %s (trigger %s)", job.id, target.resource_id, trigger)
+        return job, started, initial
+
+    def backup(self, reference: str, trigger: str, progress: Progress | None = None, caller: str | None = None) -> Job:
+        """Back up one target and wait for the end (timer and CLI)."""
+        job, started, initial = self.start_backup(reference, trigger, caller)
+        target = self.targets.resolve(job.target)
+        status = self.arm.wait(started, initial, target, self.operation_lifetime.total_seconds(), progress)
+        return self._finish(job, status)
+
+    def run_scheduled(self, trigger: str = "timer", progress: Progress | None = None) -> RunSummary:
+        """Back up every target, several at once; one target's failure never stops the others."""
+        summary = RunSummary()
+        try:
+            self.storage()  # one Key Vault read for the whole run, before the fan-out
+        except MccfBackupError as err:
+            for target in self.targets:
+                job = Job(new_job_id(), "backup", target.resource_id, trigger)
+                job.fail(err.code, err.message)
+                self._save_quietly(job)
+                summary.results.append(TargetResult(target.resource_id, job, err.code, err.message))
+            return summary
+
+        def one(target: Target) -> TargetResult:
+            try:
+                job = self.backup(target.resource_id, trigger, progress)
+            except MccfBackupError as err:
+                return TargetResult(target.resource_id, None, err.code, err.message)
+            except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
+                log.exception("backup of %s failed unexpectedly", target.resource_id)
+                return TargetResult(target.resource_id, None, "internal_error", redact(str(exc)))
+            return TargetResult(target.resource_id, job, job.error_code, job.error_message)
+
+        workers = max(1, min(self.settings.concurrency, len(self.targets)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mccf-backup") as pool:
+            summary.results.extend(pool.map(one, list(self.targets)))
+        return summary
+
+    # --- restore ---
+    def plan_restore(self, reference: str, share: str | None = None, region: str | None = None) -> RestorePlan:
+        """Every precondition, checked before any ARM write; raises the first that fails."""
+        target = self.targets.resolve(reference)
+        catalog = self.catalog()
+        now = cat.utcnow()
+        if share:
+            backup = catalog.get(target, share)
+        else:
+            candidates = [b for b in catalog.backups(target) if b.outcome in (None, "succeeded")]
+            restorable = [b for b in candidates if b.restorable(now)]
+            if not restorable:
+                raise NoRestorableBackup(
+                    f"'{target.name}' has no restorable backup (none, or all older than 90 days"
+                    f"{'; newest: ' + candidates[0].share if candidates else ''}).",
+                    target=str(target),
+                )
+            backup = restorable[0]
+        if not backup.restorable(now):
+            newest = next((b.share for b in catalog.backups(target) if b.restorable(now)), None)
+            raise BackupTooOld(
+                f"Backup '{backup.share}' is {backup.age(now).days} days old; Managed CCF restores only backups "
+                f"younger than 90 days. {'Newest restorable backup: ' + newest if newest else 'No backup is restorable.'}",
+                target=str(target),
+                field="share",
+            )
+        instance = self.arm.get(target)
+        if instance is not None:
+            state = (instance.get("properties") or {}).get("provisioningState", "unknown")
+            raise InstanceExists(
+                f"'{target.name}' still exists (provisioningState {state}). A restore recreates the instance under "
+                f"the same name, so it must be deleted first (az resource delete --ids {target.resource_id}), "
+                "then retry the restore.",
+                target=str(target),
+            )
+        chosen_region = region or self.settings.restore_region or backup.metadata.get(cat.META_LOCATION)
+        if not chosen_region:
+            raise RestoreRegionRequired(
+                f"No restore region for '{target.name}': pass restoreRegion, or set RESTORE_REGION.",
+                target=str(target),
+                field="restoreRegion",
+            )
+        return RestorePlan(target, backup, chosen_region)
+
+    def start_restore(
+        self, reference: str, share: str | None, region: str | None, trigger: str, caller: str | None = None
+    ):
+        plan = self.plan_restore(reference, share, region)
+        job = Job(
+            new_job_id(),
+            "restore",
+            plan.target.resource_id,
+            trigger,
+            caller=caller,
+            share=plan.backup.share,
+            restore_region=plan.region,
+        )
+        try:
+            sas_url = self.storage().sas_url(RESTORE, self.operation_lifetime)
+            started, initial = self.arm.start_restore(plan.target, sas_url, plan.backup.share, plan.region)
+        except MccfBackupError as err:
+            job.fail(err.code, err.message)
+            self.jobs.save(job)
+            raise
+        self._remember(job, started)
+        self.jobs.save(job)
+        log.info("restore %s started for %s from %s", job.id, plan.target.resource_id, plan.backup.share)
+        return job, started, initial
+
+    def restore(
+        self,
+        reference: str,
+        share: str | None,
+        region: str | None,
+        trigger: str,
+        progress: Progress | None = None,
+        caller: str | None = None,
+    ) -> Job:
+        job, started, initial = self.start_restore(reference, share, region, trigger, caller)
+        target = self.targets.resolve(job.target)
+        status = self.arm.wait(started, initial, target, self.operation_lifetime.total_seconds(), progress)
+        return self._finish(job, status)
+
+    # --- following an operation started over HTTP ---
+    def refresh(self, job_id: str) -> Job:
+        """Look at a job once; on the poll that sees the ARM operation end, finish it (idempotent)."""
+        job = self.jobs.get(job_id)
+        if job.done:
+            return job
+        target = self.targets.resolve(job.target)
+        started = StartedOperation(job.status_url, job.location_url, job.retry_after, False)
+        status = self.arm.status(started, target)
+        if not status.done:
+            job.arm_status, job.retry_after = status.status, status.retry_after
+            return job
+        return self._finish(job, status)
+
+    def _remember(self, job: Job, started: StartedOperation) -> None:
+        job.status_url, job.location_url, job.retry_after = (
+            started.status_url,
+            started.location_url,
+            started.retry_after,
+        )
+        job.arm_status = "Succeeded" if started.completed else "InProgress"
+
+    def _finish(self, job: Job, status: OperationStatus) -> Job:
+        target = self.targets.resolve(job.target)
+        job.arm_status = status.status
+        if status.status != "Succeeded":
+            error = BackupFailed if job.kind == "backup" else RestoreFailed
+            job.fail(
+                error.code,
+                f"The ARM {job.kind} operation ended {status.status}: "
+                f"{status.error_code or 'no code'}: {status.error_message or 'no message'}",
+            )
+        elif job.kind == "backup":
+            self._finish_backup(job, target)
+        else:
+            self._finish_restore(job, target)
+        self.jobs.save(job)
+        log.info("%s %s of %s ended %s", job.kind, job.id, job.target, job.status)
+        return job
+
+    def _finish_backup(self, job: Job, target: Target) -> None:
+        catalog = self.catalog()
+        backup = catalog.find_new(target, job.started - SHARE_CLOCK_SKEW, job.id)
+        if backup is None:
+            job.fail(
+                BackupFailed.code,
+                f"ARM reported the backup done, but no new share '{target.share_prefix}"
+                "<timestamp>' appeared in the storage account.",
+            )
+            return
+        job.share = backup.share
+        job.succeed()
+        metadata = {
+            cat.META_TARGET: target.resource_id,
+            cat.META_JOB: job.id,
+            cat.META_TRIGGER: job.trigger,
+            cat.META_STARTED: job.started.isoformat(),
+            cat.META_ENDED: job.ended.isoformat(),
+            cat.META_OUTCOME: "succeeded",
+        }
+        if job.restore_region:
+            metadata[cat.META_LOCATION] = job.restore_region
+        catalog.tag(backup.share, metadata)
+
+    def _finish_restore(self, job: Job, target: Target) -> None:
+        instance = self.arm.get(target)
+        state = ((instance or {}).get("properties") or {}).get("provisioningState")
+        if state == "Succeeded":
+            job.succeed()
+        else:
+            job.fail(
+                RestoreFailed.code,
+                f"ARM reported the restore done, but '{target.name}' is "
+                f"{'missing' if instance is None else 'in provisioningState ' + str(state)}.",
+            )
+
+    def _save_quietly(self, job: Job) -> None:
+        try:
+            self.jobs.save(job)
+        except MccfBackupError:
+            log.warning("could not record failed job %s for %s", job.id, job.target)
+
+    # --- queries ---
+    def list_backups(self, reference: str) -> tuple[Target, list[Backup]]:
+        target = self.targets.resolve(reference)
+        return target, self.catalog().backups(target)
+
+    def list_jobs(self, reference: str | None = None, limit: int = 50) -> list[Job]:
+        target = self.targets.resolve(reference).resource_id if reference else None
+        return self.jobs.list(target=target, limit=limit)
+
+    def status(self) -> list[dict]:
+        """Health per target: newest good backup and its age, last failure, last job."""
+        now = cat.utcnow()
+        catalog = self.catalog()
+        report = []
+        for target in self.targets:
+            backups = [b for b in catalog.backups(target) if b.outcome in (None, "succeeded")]
+            jobs = self.jobs.list(target=target.resource_id, limit=20)
+            failure = next((j for j in jobs if j.status == "failed"), None)
+            newest = backups[0] if backups else None
+            report.append(
+                {
+                    "target": target.resource_id,
+                    "app": target.name,
+                    "newestBackup": newest.to_dict(now) if newest else None,
+                    "newestBackupAgeHours": round(newest.age(now).total_seconds() / 3600, 2) if newest else None,
+                    "lastFailure": failure.to_dict() if failure else None,
+                    "lastJob": jobs[0].to_dict() if jobs else None,
+                }
+            )
+        return report

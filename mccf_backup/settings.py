@@ -1,0 +1,147 @@
+"""App settings, read from the environment once and validated together.
+
+One contract for the Functions app, the CLI and the emulator (README lists every setting). All
+problems are reported at once, each naming its setting, so a misconfigured deployment is fixed in
+one pass rather than one restart per mistake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from .errors import SettingsInvalid
+from .targets import Target, parse_targets
+
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+DEFAULT_API_VERSION = "2023-06-28-preview"  # the version Microsoft's backup/restore procedure uses
+DEFAULT_CONCURRENCY = 8
+DEFAULT_OPERATION_TIMEOUT_MINUTES = 60
+DEFAULT_JOBS_TABLE = "mccfbackupjobs"
+_SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,40}$")
+
+
+@dataclass(frozen=True)
+class JobStoreLocation:
+    """Where the job history lives: the Functions storage account (AzureWebJobsStorage)."""
+
+    connection_string: str | None = None
+    table_endpoint: str | None = None  # identity-based connection (AzureWebJobsStorage__tableServiceUri)
+    table_name: str = DEFAULT_JOBS_TABLE
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: tuple[Target, ...]
+    key_vault_url: str
+    storage_secret_name: str
+    jobs: JobStoreLocation
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    api_version: str = DEFAULT_API_VERSION
+    restore_region: str | None = None
+    client_id: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    operation_timeout_minutes: int = DEFAULT_OPERATION_TIMEOUT_MINUTES
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def get(name: str) -> str:
+            return (env.get(name) or "").strip()
+
+        def required(name: str, what: str) -> str:
+            value = get(name)
+            if not value:
+                problems.append(f"{name} is not set: {what}")
+            return value
+
+        def https_url(name: str, value: str) -> str:
+            if value:
+                parts = urlsplit(value)
+                if parts.scheme != "https" or not parts.hostname:
+                    problems.append(f"{name} must be an https URL, not '{value}'")
+            return value.rstrip("/")
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = get(name)
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number between {low} and {high}, not '{raw}'")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low} and {high}, not {value}")
+            return value
+
+        targets: tuple[Target, ...] = ()
+        raw_targets = required("MCCF_TARGETS", "the ARM resource IDs of the Managed CCF instances to protect")
+        if raw_targets:
+            try:
+                targets = parse_targets(raw_targets)
+            except ValueError as exc:
+                problems.append(f"MCCF_TARGETS: {exc}")
+            else:
+                if not targets:
+                    problems.append("MCCF_TARGETS holds no resource IDs")
+        key_vault_url = https_url(
+            "KEY_VAULT_URL", required("KEY_VAULT_URL", "the Key Vault holding the storage secret")
+        )
+        secret_name = required("STORAGE_SECRET_NAME", "the Key Vault secret with the backup storage connection string")
+        if secret_name and not _SECRET_NAME.match(secret_name):
+            problems.append(f"STORAGE_SECRET_NAME '{secret_name}' is not a Key Vault secret name (letters, digits, -)")
+        arm_endpoint = https_url("ARM_ENDPOINT", get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT)
+        api_version = get("MCCF_API_VERSION") or DEFAULT_API_VERSION
+        if not _API_VERSION.match(api_version):
+            problems.append(f"MCCF_API_VERSION must look like 2023-06-28-preview, not '{api_version}'")
+        region = get("RESTORE_REGION") or None
+        if region and not _REGION.match(region):
+            problems.append(f"RESTORE_REGION '{region}' is not an Azure region name")
+        schedule = get("BACKUP_SCHEDULE")
+        if schedule and len(schedule.split()) != 6:
+            problems.append(
+                f"BACKUP_SCHEDULE must be a six-field NCRONTAB expression (e.g. '0 0 2 * * *'), not '{schedule}'"
+            )
+        table_name = get("JOBS_TABLE_NAME") or DEFAULT_JOBS_TABLE
+        if not _TABLE_NAME.match(table_name):
+            problems.append(f"JOBS_TABLE_NAME '{table_name}' is not a table name (3-63 letters or digits)")
+        jobs = JobStoreLocation(
+            connection_string=get("AzureWebJobsStorage") or None,
+            table_endpoint=get("AzureWebJobsStorage__tableServiceUri")
+            or (
+                f"https://{get('AzureWebJobsStorage__accountName')}.table.core.windows.net"
+                if get("AzureWebJobsStorage__accountName")
+                else None
+            ),
+            table_name=table_name,
+        )
+        if not jobs.connection_string and not jobs.table_endpoint:
+            problems.append(
+                "AzureWebJobsStorage is not set: the job history lives in the Functions storage account "
+                "(a connection string, or AzureWebJobsStorage__accountName for an identity-based connection)"
+            )
+        concurrency = integer("BACKUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 64)
+        timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
+        if problems:
+            raise SettingsInvalid("Invalid app settings:\n- " + "\n- ".join(problems))
+        return cls(
+            targets=targets,
+            key_vault_url=key_vault_url,
+            storage_secret_name=secret_name,
+            jobs=jobs,
+            arm_endpoint=arm_endpoint,
+            api_version=api_version,
+            restore_region=region,
+            client_id=get("AZURE_CLIENT_ID") or None,
+            concurrency=concurrency,
+            operation_timeout_minutes=timeout,
+        )
