@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from werkzeug.wrappers import Request, Response
 
 from ..clock import rfc1123
-from .auth import Operation, StorageAuthorizer, Target, op, raw_headers
+from .auth import Operation, StorageAuthorizer, Target, op
 from .store import MAX_LEASE_SECONDS, FileStore, Lease, StorageError
 
 SERVICE_VERSION = "2025-11-05"
