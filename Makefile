@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OAV := tools/oav/node_modules/.bin/oav
+AZURITE := tools/azurite/node_modules/.bin/azurite-table
 
 .PHONY: demo test lint emulator clean
 
@@ -18,7 +19,11 @@ $(OAV): tools/oav/package.json tools/oav/package-lock.json
 	cd tools/oav && npm ci --no-audit --no-fund --loglevel=error
 	touch $(OAV)
 
-demo: $(STAMP)
+$(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json
+	cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AZURITE)
+
+demo: $(STAMP) $(AZURITE)
 	$(PY) -m scripts.demo
 
 emulator: $(STAMP)
@@ -27,12 +32,11 @@ emulator: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m ruff format --check .
 
-test: $(STAMP) $(OAV)
+test: $(STAMP) $(OAV) $(AZURITE)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) tools/oav/node_modules .state
+	rm -rf $(VENV) tools/oav/node_modules tools/azurite/node_modules .state

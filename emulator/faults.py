@@ -89,6 +89,7 @@ class FaultInjector:
         self._rules: list[FaultRule] = []
         self._latency: list[tuple[str, re.Pattern[str] | None, float]] = []
         self._operation_failures: list[OperationFailure] = []
+        self.requests: list[tuple[str, str, str, int]] = []  # (service, method, path, status) as answered
 
     # --- configuration (Python API; the control endpoint calls the same) ---
     def add(self, rule: FaultRule) -> FaultRule:
@@ -151,6 +152,7 @@ class FaultInjector:
             self._operation_failures.append(OperationFailure(kind, code, message, status))
 
     def clear(self) -> None:
+        """Remove every fault, latency and queued operation failure (the request log stays)."""
         with self._lock:
             self._rules.clear()
             self._latency.clear()
@@ -192,28 +194,56 @@ class FaultInjector:
 
         def middleware(environ: dict, start_response: Callable) -> Iterable[bytes]:
             request = Request(environ)
-            delay = self._delay(service, request.path)
-            if delay:
-                time.sleep(delay)
-            rule = self._take(service, request.method, request.path)
-            if rule is None:
-                return app(environ, start_response)
-            if rule.action == "hang":
-                time.sleep(rule.seconds)
-                return app(environ, start_response)
-            if rule.action == "drop":
-                _drop_connection(environ)
-                return []
-            response = error_factory(
-                rule.status,
-                rule.code or _default_code(rule.status),
-                f"Injected fault: HTTP {rule.status}.",
-            )
-            if rule.retry_after is not None:
-                response.headers["Retry-After"] = str(rule.retry_after)
-            return response(environ, start_response)
+
+            def recording_start_response(status: str, headers: list, exc_info=None):
+                with self._lock:
+                    self.requests.append((service, request.method, request.path, int(status.split()[0])))
+                return start_response(status, headers, exc_info)
+
+            return self._handle(service, app, error_factory, request, environ, recording_start_response)
 
         return middleware
+
+    def _handle(
+        self,
+        service: str,
+        app: Callable,
+        error_factory: ErrorFactory,
+        request: Request,
+        environ: dict,
+        start_response: Callable,
+    ) -> Iterable[bytes]:
+        delay = self._delay(service, request.path)
+        if delay:
+            time.sleep(delay)
+        rule = self._take(service, request.method, request.path)
+        if rule is None:
+            return app(environ, start_response)
+        if rule.action == "hang":
+            time.sleep(rule.seconds)
+            return app(environ, start_response)
+        if rule.action == "drop":
+            _drop_connection(environ)
+            return []
+        response = error_factory(
+            rule.status, rule.code or _default_code(rule.status), f"Injected fault: HTTP {rule.status}."
+        )
+        if rule.retry_after is not None:
+            response.headers["Retry-After"] = str(rule.retry_after)
+        return response(environ, start_response)
+
+    def count(self, service: str, method: str | None = None, path: str | None = None, status: int | None = None) -> int:
+        """How many requests a service answered (regex on path), for tests that count calls."""
+        pattern = re.compile(path, re.IGNORECASE) if path else None
+        with self._lock:
+            return sum(
+                1
+                for svc, meth, req_path, code in self.requests
+                if svc == service
+                and (method is None or meth == method)
+                and (pattern is None or pattern.search(req_path))
+                and (status is None or code == status)
+            )
 
 
 def _default_code(status: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
@@ -86,3 +87,16 @@ def emulator_env(emulator: Emulator):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def new_instance(emulator, app: str | None = None, rg: str = "rg-tests") -> tuple[str, str]:
+    app = app or f"app-{uuid.uuid4().hex[:8]}"
+    from azure.mgmt.confidentialledger.models import ManagedCCF, ManagedCCFProperties
+
+    client = mgmt_client(emulator)
+    client.managed_ccf.begin_create(
+        rg, app, ManagedCCF(location="eastus", properties=ManagedCCFProperties(node_count=3))
+    ).result()
+    return rg, app
+
+

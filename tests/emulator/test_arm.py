@@ -12,13 +12,13 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
-from azure.mgmt.confidentialledger.models import ManagedCCF, ManagedCCFBackup, ManagedCCFRestore, ManagedCCFProperties
+from azure.mgmt.confidentialledger.models import ManagedCCFBackup, ManagedCCFRestore
 from azure.storage.fileshare import AccountSasPermissions, ResourceTypes, ShareServiceClient, generate_account_sas
 from azure.storage.fileshare._shared.shared_access_signature import SharedAccessSignature
 
 from emulator.ledger import committed_chunks
 
-from .helpers import arm_pipeline, bearer, file_service_sas_url, mgmt_client
+from .helpers import arm_pipeline, bearer, file_service_sas_url, mgmt_client, new_instance
 
 API = "2024-09-19-preview"
 OPERATION_STATES = {"InProgress", "Succeeded", "Failed", "Canceled"}
@@ -32,15 +32,6 @@ def account_key(emulator) -> str:
 def parse(resource_id: str) -> tuple[str, str]:
     match = re.search(r"/resourceGroups/([^/]+)/.*/managedCCFs/([^/]+)$", resource_id)
     return match.group(1), match.group(2)
-
-
-def new_instance(emulator, app: str | None = None, rg: str = "rg-tests") -> tuple[str, str]:
-    app = app or f"app-{uuid.uuid4().hex[:8]}"
-    client = mgmt_client(emulator)
-    client.managed_ccf.begin_create(
-        rg, app, ManagedCCF(location="eastus", properties=ManagedCCFProperties(node_count=3))
-    ).result()
-    return rg, app
 
 
 def shares(emulator, prefix: str) -> list[str]:

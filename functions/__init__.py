@@ -1,0 +1,1 @@
+"""Azure Functions triggers: adapt bindings to mccf_backup and back, nothing more."""

@@ -1,0 +1,81 @@
+"""HTTP API for internal tools and Logic Apps (asynchronous request-reply: 202 + Location)."""
+
+from __future__ import annotations
+
+import re
+
+import azure.functions as func
+
+from mccf_backup import errors
+from mccf_backup.jobs import Job
+from mccf_backup.service import BackupService
+
+from .http_helpers import STATUS_BY_CODE, caller, handles_errors, json_body, json_response, operation_url, problem
+
+bp = func.Blueprint()
+JOB_ID = re.compile(r"^\d{13}[0-9a-f]{8}$")
+MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 60
+
+
+def _accepted(req: func.HttpRequest, job: Job) -> func.HttpResponse:
+    location = operation_url(req, job.id)
+    retry_after = str(min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, job.retry_after)))
+    return json_response(
+        {**job.to_dict(), "statusUrl": location}, 202, {"Location": location, "Retry-After": retry_after}
+    )
+
+
+@bp.route(route="backups", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def start_backup(req: func.HttpRequest) -> func.HttpResponse:
+    body = json_body(req, {"target": str}, required=("target",))
+    job, _, _ = BackupService.from_environment().start_backup(body["target"], "http", caller(req))
+    return _accepted(req, job)
+
+
+@bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def list_backups(req: func.HttpRequest) -> func.HttpResponse:
+    reference = req.params.get("target")
+    if not reference:
+        raise errors.InvalidRequest("Query parameter 'target' (app name or resource ID) is required.", field="target")
+    target, backups = BackupService.from_environment().list_backups(reference)
+    return json_response({"target": target.resource_id, "backups": [b.to_dict() for b in backups]})
+
+
+@bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def start_restore(req: func.HttpRequest) -> func.HttpResponse:
+    body = json_body(req, {"target": str, "share": str, "restoreRegion": str}, required=("target",))
+    job, _, _ = BackupService.from_environment().start_restore(
+        body["target"], body.get("share"), body.get("restoreRegion"), "http", caller(req)
+    )
+    return _accepted(req, job)
+
+
+@bp.route(route="operations/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def get_operation(req: func.HttpRequest) -> func.HttpResponse:
+    job_id = req.route_params.get("id", "")
+    if not JOB_ID.match(job_id):
+        raise errors.OperationNotFound(f"'{job_id[:64]}' is not an operation id.")
+    job = BackupService.from_environment().refresh(job_id)
+    if not job.done:
+        return _accepted(req, job)
+    if job.status == "succeeded":
+        return json_response(job.to_dict())
+    status = STATUS_BY_CODE.get(job.error_code or "", 500)
+    return problem(
+        status,
+        job.error_code or "internal_error",
+        f"The {job.kind} failed",
+        job.error_message or "",
+        target=job.target,
+        operation=job.to_dict(),
+    )
+
+
+@bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def get_status(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"targets": BackupService.from_environment().status()})

@@ -1,0 +1,206 @@
+"""Operator CLI: ``python -m mccf_backup backup|restore|list|jobs|status``.
+
+The same engine as the Functions app, for break-glass work outside it. Readable tables by default,
+``--json`` for scripts, progress on stderr while ``--wait`` follows a long operation. Exit codes:
+0 ok, 1 failed, 2 usage (bad arguments, settings or target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from . import errors
+from .jobs import Job
+from .redaction import redact
+from .service import BackupService
+
+USAGE_ERRORS = (errors.SettingsInvalid, errors.InvalidRequest, errors.InvalidShareName, errors.TargetNotAllowed)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[("" if row.get(key) is None else str(row.get(key))) for key, _ in columns] for row in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
+    lines = ["  ".join(title.ljust(widths[i]) for i, (_, title) in enumerate(columns))]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in cells]
+    return "\n".join(lines)
+
+
+def _job_rows(jobs: list[Job]) -> list[dict[str, Any]]:
+    return [
+        {
+            **job.to_dict(),
+            "app": job.target.rsplit("/", 1)[-1],
+            "error": job.error_code or "",
+            "started": job.started.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        for job in jobs
+    ]
+
+
+JOB_COLUMNS = [
+    ("id", "JOB"),
+    ("kind", "KIND"),
+    ("app", "APP"),
+    ("trigger", "TRIGGER"),
+    ("status", "STATUS"),
+    ("started", "STARTED (UTC)"),
+    ("share", "SHARE"),
+    ("error", "ERROR"),
+]
+
+
+class Cli:
+    def __init__(self, out=sys.stdout, err=sys.stderr) -> None:
+        self.out, self.err = out, err
+
+    def progress(self, status: str) -> None:
+        print(f"  ... {status}", file=self.err, flush=True)
+
+    def emit(self, args: argparse.Namespace, data: Any, text: str) -> None:
+        print(json.dumps(data, indent=2, default=str) if args.json else text, file=self.out)
+
+    def run(self, args: argparse.Namespace) -> int:
+        service = BackupService.from_environment(interactive=True)
+        return getattr(self, f"cmd_{args.command}")(service, args)
+
+    def _started_or_done(self, service: BackupService, args: argparse.Namespace, job: Job) -> int:
+        self.emit(
+            args,
+            job.to_dict(),
+            f"{job.kind} {job.status}: job {job.id}"
+            + (f", share {job.share}" if job.share else "")
+            + (f"\n  {job.error_code}: {job.error_message}" if job.error_code else "")
+            + ("\n  follow it with: python -m mccf_backup jobs" if not job.done else ""),
+        )
+        return 1 if job.status == "failed" else 0
+
+    def cmd_backup(self, service: BackupService, args: argparse.Namespace) -> int:
+        references = [t.resource_id for t in service.targets] if args.all else args.target
+        if not references:
+            raise errors.InvalidRequest("Name a --target (app name or resource ID), or --all.")
+        status = 0
+        for reference in references:
+            if args.wait:
+                print(f"backing up {reference.rsplit('/', 1)[-1]} ...", file=self.err, flush=True)
+                job = service.backup(reference, "cli", self.progress, caller="cli")
+            else:
+                job, _, _ = service.start_backup(reference, "cli", caller="cli")
+            status = max(status, self._started_or_done(service, args, job))
+        return status
+
+    def cmd_restore(self, service: BackupService, args: argparse.Namespace) -> int:
+        if args.dry_run:
+            plan = service.plan_restore(args.target, args.share, args.region)
+            self.emit(
+                args,
+                plan.to_dict(),
+                f"restore of {plan.target.name} from {plan.backup.share} "
+                f"({plan.backup.days_left()} restorable days left) to {plan.region}: "
+                "all preconditions hold (dry run, nothing done)",
+            )
+            return 0
+        if args.wait:
+            print(f"restoring {args.target} ...", file=self.err, flush=True)
+            job = service.restore(args.target, args.share, args.region, "cli", self.progress, caller="cli")
+        else:
+            job, _, _ = service.start_restore(args.target, args.share, args.region, "cli", caller="cli")
+        return self._started_or_done(service, args, job)
+
+    def cmd_list(self, service: BackupService, args: argparse.Namespace) -> int:
+        target, backups = service.list_backups(args.target)
+        rows = [b.to_dict() for b in backups]
+        self.emit(
+            args,
+            {"target": target.resource_id, "backups": rows},
+            f"backups of {target.resource_id}\n"
+            + _table(
+                rows,
+                [
+                    ("share", "SHARE"),
+                    ("created", "CREATED (UTC)"),
+                    ("ageDays", "AGE (DAYS)"),
+                    ("restorable", "RESTORABLE"),
+                    ("restorableDaysLeft", "DAYS LEFT"),
+                    ("outcome", "OUTCOME"),
+                    ("trigger", "TRIGGER"),
+                ],
+            ),
+        )
+        return 0
+
+    def cmd_jobs(self, service: BackupService, args: argparse.Namespace) -> int:
+        jobs = [
+            service.refresh(job.id) if not job.done else job for job in service.list_jobs(args.target, limit=args.limit)
+        ]
+        self.emit(args, [j.to_dict() for j in jobs], _table(_job_rows(jobs), JOB_COLUMNS))
+        return 0
+
+    def cmd_status(self, service: BackupService, args: argparse.Namespace) -> int:
+        report = service.status()
+        rows = [
+            {
+                "app": item["app"],
+                "newest": (item["newestBackup"] or {}).get("share"),
+                "age": item["newestBackupAgeHours"],
+                "restorable": (item["newestBackup"] or {}).get("restorable"),
+                "failure": ((item["lastFailure"] or {}).get("error") or {}).get("code"),
+            }
+            for item in report
+        ]
+        self.emit(
+            args,
+            report,
+            _table(
+                rows,
+                [
+                    ("app", "APP"),
+                    ("newest", "NEWEST BACKUP"),
+                    ("age", "AGE (HOURS)"),
+                    ("restorable", "RESTORABLE"),
+                    ("failure", "LAST FAILURE"),
+                ],
+            ),
+        )
+        return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m mccf_backup", description="Back up and restore Azure Managed CCF.")
+    root.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = root.add_subparsers(dest="command", required=True)
+    backup = commands.add_parser("backup", help="back up targets now")
+    backup.add_argument("--target", action="append", help="app name or resource ID (repeatable)")
+    backup.add_argument("--all", action="store_true", help="every target in MCCF_TARGETS")
+    backup.add_argument("--wait", action="store_true", help="follow the operation to its end, with progress")
+    restore = commands.add_parser("restore", help="restore a deleted target from a backup")
+    restore.add_argument("--target", required=True)
+    restore.add_argument("--share", help="the backup share (default: the newest restorable one)")
+    restore.add_argument("--region", help="restore region (default: RESTORE_REGION, else the backup's location)")
+    restore.add_argument("--dry-run", action="store_true", help="check every precondition and show the plan")
+    restore.add_argument("--wait", action="store_true")
+    listing = commands.add_parser("list", help="the backups of a target")
+    listing.add_argument("--target", required=True)
+    jobs = commands.add_parser("jobs", help="job history, newest first (finishes jobs whose operation ended)")
+    jobs.add_argument("--target")
+    jobs.add_argument("--limit", type=int, default=20)
+    commands.add_parser("status", help="health per target")
+    for sub in (backup, restore, listing, jobs, commands.choices["status"]):
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return root
+
+
+def main(argv: Sequence[str] | None = None, out=sys.stdout, err=sys.stderr) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return Cli(out, err).run(args)
+    except errors.MccfBackupError as exc:
+        print(f"error ({exc.code}): {redact(exc.message)}", file=err)
+        return 2 if isinstance(exc, USAGE_ERRORS) else 1
+    except KeyboardInterrupt:
+        print("interrupted; an operation already started goes on in Azure (see: jobs)", file=err)
+        return 1

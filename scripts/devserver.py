@@ -1,0 +1,159 @@
+"""A development server for the Functions app where Azure Functions Core Tools are not installed.
+
+It reads the app's own functions (``app.get_functions()``): each HTTP function is served at
+``/api/<route>`` with its methods and auth level (a function key, as ``?code=`` or the
+``x-functions-key`` header), and the real handler is called with a ``func.HttpRequest``. Other
+triggers can be run through ``POST /admin/functions/<name>``, as with the Functions host's admin
+API (here it runs synchronously, and answers 500 when the function raised).
+
+    python -m scripts.devserver [--port 7071] [--key KEY]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import threading
+from typing import Iterable
+
+import azure.functions as func
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+log = logging.getLogger("devserver")
+ROUTE_PARAM = re.compile(r"\{(\w+)(?::\w+)?\??\}")
+
+
+_INDEXED: dict[int, list] = {}
+
+
+def functions_of(app: func.FunctionApp) -> list:
+    """``app.get_functions()``, once per app: a second call fails the SDK's duplicate-name check."""
+    if id(app) not in _INDEXED:
+        _INDEXED[id(app)] = app.get_functions()
+    return _INDEXED[id(app)]
+
+
+def _rule(route: str) -> str:
+    return "/api/" + ROUTE_PARAM.sub(lambda m: f"<{m.group(1)}>", route.strip("/"))
+
+
+class DevServer:
+    def __init__(self, app: func.FunctionApp, function_key: str) -> None:
+        self._key = function_key
+        self._functions = {}
+        rules = []
+        for function in functions_of(app):
+            trigger = function.get_trigger().get_dict_repr()
+            name = function.get_function_name()
+            self._functions[name] = function
+            if trigger.get("type") == "httpTrigger":
+                methods = [str(getattr(m, "value", m)) for m in trigger.get("methods") or ["GET", "POST"]]
+                rules.append(Rule(_rule(trigger.get("route") or name), methods=methods, endpoint=name))
+        rules.append(Rule("/admin/functions/<name>", methods=["POST"], endpoint="__admin__"))
+        self._map = Map(rules, strict_slashes=False)
+
+    def _authorized(self, request: Request, function: func.FunctionBuilder | None) -> bool:
+        level = "function"
+        if function is not None:
+            level = str(getattr(function.get_trigger().get_dict_repr().get("authLevel"), "value", "function"))
+        if level == "anonymous":
+            return True
+        given = request.args.get("code") or request.headers.get("x-functions-key") or ""
+        return hmac.compare_digest(given.encode(), self._key.encode())
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            endpoint, args = self._map.bind_to_environ(environ).match()
+        except (NotFound, MethodNotAllowed) as exc:
+            return exc(environ, start_response)
+        except HTTPException as exc:
+            return exc(environ, start_response)
+        if endpoint == "__admin__":
+            return self._admin(request, args["name"])(environ, start_response)
+        function = self._functions[endpoint]
+        if not self._authorized(request, function):
+            return Response(status=401)(environ, start_response)
+        http_request = func.HttpRequest(
+            method=request.method,
+            url=request.url,
+            headers=dict(request.headers),
+            params=dict(request.args),
+            route_params=args,
+            body=request.get_data(),
+        )
+        result = function.get_user_function()(http_request)
+        response = Response(result.get_body(), status=result.status_code, mimetype=result.mimetype)
+        for key, value in result.headers.items():
+            if key.lower() != "content-type":
+                response.headers[key] = value
+        return response(environ, start_response)
+
+    def _admin(self, request: Request, name: str) -> Response:
+        if not self._authorized(request, None):
+            return Response(status=401)
+        function = self._functions.get(name)
+        if function is None:
+            return Response(status=404)
+        if function.get_trigger().get_dict_repr().get("type") != "timerTrigger":
+            return Response("only timer functions run through the admin endpoint here", status=400)
+        try:
+            function.get_user_function()(func.TimerRequest(past_due=False))
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, as the host's logs would
+            log.warning("function %s failed: %s", name, exc)
+            return Response(json.dumps({"error": str(exc)}), status=500, mimetype="application/json")
+        return Response(status=202)
+
+
+class RunningServer:
+    """The dev server on a background thread (tests and the demo)."""
+
+    def __init__(self, app: func.FunctionApp, function_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.key = function_key
+        self._server: BaseWSGIServer = make_server(host, port, DevServer(app, function_key), threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="devserver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> "RunningServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.devserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("FUNCTION_KEY") or secrets.token_urlsafe(24),
+        help="function key callers must send (default: FUNCTION_KEY, else a random one)",
+    )
+    args = parser.parse_args(argv)
+    from function_app import app
+
+    server = make_server("127.0.0.1", args.port, DevServer(app, args.key), threaded=True)
+    print(f"Functions app on http://127.0.0.1:{args.port}/api/ (function key: {args.key})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

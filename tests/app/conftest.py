@@ -1,0 +1,79 @@
+"""Fixtures for the app: Azurite (real, from npm), the app's settings, the dev server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from mccf_backup.identity import reset_credentials
+from scripts.azurite import Azurite
+from scripts.devserver import RunningServer
+
+from ..emulator.helpers import new_instance
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    with Azurite() as server:
+        yield server
+
+
+@pytest.fixture
+def targets(emulator):
+    """Two fresh instances in two resource groups, so tests never share an instance's state."""
+    rg_a, app_a = new_instance(emulator, rg="rg-app-a")
+    rg_b, app_b = new_instance(emulator, rg="rg-app-b")
+    sub = emulator.env["AZURE_SUBSCRIPTION_ID"]
+    return [
+        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ConfidentialLedger/managedCCFs/{app}"
+        for rg, app in ((rg_a, app_a), (rg_b, app_b))
+    ]
+
+
+@pytest.fixture
+def app_env(emulator, azurite, targets, monkeypatch):
+    """The app's settings as a Functions host would set them, against the emulator and Azurite."""
+    settings = {
+        "MCCF_TARGETS": ",".join(targets),
+        "BACKUP_SCHEDULE": "0 0 2 * * *",
+        "KEY_VAULT_URL": emulator.env["KEY_VAULT_URL"],
+        "STORAGE_SECRET_NAME": emulator.env["STORAGE_SECRET_NAME"],
+        "ARM_ENDPOINT": emulator.env["ARM_ENDPOINT"],
+        "AzureWebJobsStorage": azurite.connection_string,
+        "JOBS_TABLE_NAME": f"jobs{uuid.uuid4().hex[:10]}",
+        "RESTORE_REGION": "",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AZURE_CLIENT_ID", "MCCF_API_VERSION", "BACKUP_CONCURRENCY"):
+        monkeypatch.delenv(key, raising=False)
+    reset_credentials()
+    yield settings
+    reset_credentials()
+
+
+@pytest.fixture
+def devserver(app_env):
+    from function_app import app
+
+    with RunningServer(app, function_key=f"key-{uuid.uuid4().hex}") as server:
+        yield server
+
+
+@pytest.fixture
+def api(devserver):
+    """Call the app over HTTP with the function key, as an internal tool would."""
+    import requests
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:
+        params = dict(kwargs.pop("params", {}) or {})
+        params.setdefault("code", devserver.key)
+        return requests.request(method, f"{devserver.url}/api/{path}", params=params, timeout=30, **kwargs)
+
+    return call
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONUTF8", "1")
