@@ -44,7 +44,9 @@ def handles_errors(function: Callable[[func.HttpRequest], func.HttpResponse]):
         try:
             return function(req)
         except errors.MccfBackupError as err:
-            log.warning("%s %s -> %s: %s", req.method, urlsplit(req.url).path, err.code, redact(err.message))
+            # A refused request is the caller's business (INFO); a failure on our side is a WARNING.
+            level = logging.WARNING if err.status >= 500 else logging.INFO
+            log.log(level, "%s %s -> %s: %s", req.method, urlsplit(req.url).path, err.code, redact(err.message))
             return error_response(err)
         except Exception:  # noqa: BLE001 - the last resort: log it, answer without details
             incident = str(uuid.uuid4())

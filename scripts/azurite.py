@@ -39,8 +39,15 @@ class Azurite:
         )
 
     def __enter__(self) -> "Azurite":
-        command = [str(AZURITE_TABLE), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
-                   "--disableTelemetry", "--skipApiVersionCheck"]
+        command = [
+            str(AZURITE_TABLE),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.port),
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+        ]
         if self._location is None:
             command.append("--inMemoryPersistence")
         else:

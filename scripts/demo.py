@@ -1,106 +1,138 @@
-"""`make demo`: the manual Managed CCF backup procedure, automated, against the local emulator.
+"""`make demo`: the whole product against the local emulator and Azurite, end to end.
 
-Until the Functions app lands (issue 3) this shows what the emulator gives it: a managed identity
-token, the storage secret from Key Vault, a short-lived least-privilege SAS, an ARM backup polled to
-completion, the ledger files in the new share, and a delete + restore of the instance.
+Starts the emulator (seeded) and Azurite, serves the Functions app through the dev server, runs the
+scheduled backup through the timer function, an on-demand backup over HTTP polled exactly as Logic
+Apps polls, lists the catalog, deletes one instance, restores it over HTTP from its newest backup,
+shows status and job history, and stops everything it started.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import io
 import os
+import secrets
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Callable, TextIO
 
-from azure.core.pipeline import policies
-from azure.core.polling import LROPoller
-from azure.core.rest import HttpRequest
-from azure.identity import ManagedIdentityCredential
-from azure.keyvault.secrets import SecretClient
-from azure.mgmt.core import ARMPipelineClient
-from azure.mgmt.core.polling.arm_polling import ARMPolling
-from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
-from azure.storage.fileshare import AccountSasPermissions, ResourceTypes, ShareServiceClient, generate_account_sas
+import requests
 
 from emulator import Emulator
-
-API_VERSION = "2024-09-19-preview"
-STATE_DIR = Path(".state/demo")
-
-
-def step(text: str) -> None:
-    print(f"==> {text}", flush=True)
+from mccf_backup.cli import main as cli_main
+from mccf_backup.identity import reset_credentials
+from mccf_backup.service import BackupService
+from scripts.azurite import Azurite
+from scripts.devserver import RunningServer
 
 
-def account_sas_url(connection_string: str, permission: str) -> str:
-    """A File service SAS URL, valid 30 minutes, https only, with only the permissions asked for."""
-    service = ShareServiceClient.from_connection_string(connection_string)
-    sas = generate_account_sas(
-        service.account_name,
-        service.credential.account_key,
-        ResourceTypes(container=True, object=True),
-        AccountSasPermissions.from_string(permission),
-        dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=30),
-        protocol="https",
-    )
-    return f"{service.url.rstrip('/')}?{sas}"
+@contextlib.contextmanager
+def app_settings(values: dict[str, str]):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def run_lro(client: ARMPipelineClient, path: str, body: dict) -> dict:
-    request = HttpRequest("POST", f"{os.environ['ARM_ENDPOINT']}{path}?api-version={API_VERSION}", json=body)
-    initial = client.send_request(request, _return_pipeline_response=True)
-    initial.http_response.raise_for_status()
-    poller = LROPoller(
-        client,
-        initial,
-        lambda response: response.http_response.json(),
-        ARMPolling(1, lro_options={"final-state-via": "location"}),
-    )
-    return poller.result()
+def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], None] | None = None) -> int:
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
 
+    def http(method: str, url: str, **kwargs) -> requests.Response:
+        response = requests.request(method, url, timeout=60, **kwargs)
+        if record:
+            record(response)
+        return response
 
-def main() -> int:
-    with Emulator(STATE_DIR, seed=True, operation_seconds=2) as emu:
-        os.environ.update(emu.env)
-        step(f"emulator up; settings in {STATE_DIR / 'emulator.env'}")
-        credential = ManagedIdentityCredential()
-        arm = ARMPipelineClient(
-            base_url=emu.env["ARM_ENDPOINT"],
-            policies=[
-                policies.RequestIdPolicy(),
-                policies.RetryPolicy(),
-                ARMChallengeAuthenticationPolicy(credential, "https://management.azure.com/.default"),
-            ],
-        )
-        vault = SecretClient(emu.env["KEY_VAULT_URL"], credential, verify_challenge_resource=False)
-        step(f"reading storage secret '{emu.env['STORAGE_SECRET_NAME']}' from Key Vault with the managed identity")
-        connection_string = vault.get_secret(emu.env["STORAGE_SECRET_NAME"]).value
-        shares = ShareServiceClient.from_connection_string(connection_string)
-        target = emu.env["MCCF_TARGETS"].split(",")[0]
-        app = target.rsplit("/", 1)[1]
-        step(f"backing up {app} (SAS: create+write on shares and files, 30 minutes)")
-        before = {s.name for s in shares.list_shares(name_starts_with=app)}
-        print("    ", run_lro(arm, f"{target}/backup", {"uri": account_sas_url(connection_string, "cw")})["message"])
-        (share,) = {s.name for s in shares.list_shares(name_starts_with=app)} - before
-        files = [f.name for f in shares.get_share_client(share).list_directories_and_files("ledger")]
-        step(f"backup share {share}: ledger/ {', '.join(files)}")
-        step(f"deleting {app}, then restoring it from {share} (SAS: read+list)")
-        delete = arm.send_request(
-            HttpRequest("DELETE", f"{emu.env['ARM_ENDPOINT']}{target}?api-version={API_VERSION}"),
-            _return_pipeline_response=True,
-        )
-        LROPoller(arm, delete, lambda r: None, ARMPolling(1)).result()
-        restored = run_lro(
-            arm,
-            f"{target}/restore",
-            {"uri": account_sas_url(connection_string, "rl"), "fileShareName": share, "restoreRegion": "eastus"},
-        )
-        print("    ", restored["message"])
-        state = arm.send_request(HttpRequest("GET", f"{emu.env['ARM_ENDPOINT']}{target}?api-version={API_VERSION}"))
-        step(f"{app} is back: provisioningState={state.json()['properties']['provisioningState']}")
-    step("done; `make emulator` keeps the emulator running for your own experiments")
-    return 0
+    def poll_like_logic_apps(response: requests.Response) -> requests.Response:
+        while response.status_code == 202:
+            say(f"    202 {response.json().get('status')} -> retry after {response.headers['Retry-After']} s")
+            time.sleep(int(response.headers["Retry-After"]))
+            response = http("GET", response.headers["Location"])
+        return response
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mccf-demo-") as state,
+        Emulator(Path(state) / "emulator", seed=True, operation_seconds=2) as emu,
+        Azurite() as azurite,
+    ):
+        settings = {
+            **emu.env,
+            "MCCF_TARGETS": emu.env["MCCF_TARGETS"],
+            "BACKUP_SCHEDULE": "0 0 2 * * *",
+            "AzureWebJobsStorage": azurite.connection_string,
+            "JOBS_TABLE_NAME": "mccfbackupjobs",
+        }
+        with app_settings(settings):
+            reset_credentials()
+            from function_app import app
+
+            with RunningServer(app, function_key=secrets.token_urlsafe(24)) as server:
+                key = {"code": server.key}
+                api = f"{server.url}/api"
+                targets = emu.env["MCCF_TARGETS"].split(",")
+                first_app = targets[0].rsplit("/", 1)[1]
+                say(
+                    f"==> emulator (ARM, Key Vault, Azure Files, managed identity) and Azurite are up; "
+                    f"{len(targets)} targets"
+                )
+                say("==> scheduled backup: the timer function backs up every target")
+                timer = http("POST", f"{server.url}/admin/functions/scheduled_backup", params=key)
+                say(f"    timer function: {'succeeded' if timer.status_code == 202 else 'FAILED ' + timer.text}")
+
+                say(f"==> on-demand backup of {first_app} over HTTP, polled as Logic Apps polls")
+                accepted = http("POST", f"{api}/backups", params=key, json={"target": first_app})
+                say(f"    {accepted.status_code} Accepted, Location: /api/operations/{accepted.json().get('id')}")
+                done = poll_like_logic_apps(accepted)
+                say(f"    {done.status_code} {done.json().get('status')}: share {done.json().get('share')}")
+
+                say(f"==> catalog of {first_app}")
+                for backup in http("GET", f"{api}/backups", params={**key, "target": first_app}).json()["backups"]:
+                    say(
+                        f"    {backup['share']}  trigger={backup['trigger']}  restorable={backup['restorable']} "
+                        f"({backup['restorableDaysLeft']} days left)"
+                    )
+
+                say(f"==> restore while {first_app} exists is refused before any ARM call")
+                refused = http("POST", f"{api}/restores", params=key, json={"target": first_app})
+                say(f"    {refused.status_code} {refused.json()['code']}: {refused.json()['detail']}")
+
+                say(f"==> deleting {first_app} in the emulator, then restoring it from its newest backup")
+                engine = BackupService.from_environment()
+                target = engine.targets.resolve(first_app)
+                started, initial = engine.arm.start_delete(target)
+                engine.arm.wait(started, initial, target, timeout_seconds=120)
+                restore = poll_like_logic_apps(http("POST", f"{api}/restores", params=key, json={"target": first_app}))
+                say(
+                    f"    {restore.status_code} {restore.json().get('status')}: restored from "
+                    f"{restore.json().get('share')} in {restore.json().get('restoreRegion')}"
+                )
+
+                say("==> status per target")
+                for item in http("GET", f"{api}/status", params=key).json()["targets"]:
+                    newest = item["newestBackup"] or {}
+                    say(
+                        f"    {item['app']}: newest {newest.get('share')} ({item['newestBackupAgeHours']} h old), "
+                        f"last failure: {(item['lastFailure'] or {}).get('error')}"
+                    )
+
+                say("==> job history (python -m mccf_backup jobs)")
+                listing = io.StringIO()
+                cli_main(["jobs"], out=listing, err=listing)
+                say("    " + listing.getvalue().rstrip().replace("\n", "\n    "))
+        reset_credentials()
+    say("==> done: everything the demo started is stopped")
+    failed = timer.status_code != 202 or done.status_code != 200 or restore.status_code != 200
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_demo())

@@ -23,6 +23,7 @@ import threading
 from typing import Iterable
 
 import azure.functions as func
+from azure.functions.timer import TimerRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -107,7 +108,7 @@ class DevServer:
         if function.get_trigger().get_dict_repr().get("type") != "timerTrigger":
             return Response("only timer functions run through the admin endpoint here", status=400)
         try:
-            function.get_user_function()(func.TimerRequest(past_due=False))
+            function.get_user_function()(TimerRequest(past_due=False))
         except Exception as exc:  # noqa: BLE001 - reported to the caller, as the host's logs would
             log.warning("function %s failed: %s", name, exc)
             return Response(json.dumps({"error": str(exc)}), status=500, mimetype="application/json")

@@ -15,10 +15,12 @@ RECORD_DIR_NAME = "arm-traffic"
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory):
-    """A running, seeded emulator whose settings are in os.environ, as a Functions host would set them."""
+    """A running, seeded emulator whose settings are in os.environ, as a Functions host would set them.
+
+    Retry-After is 1: azure-core reads "Retry-After: 0" as absent and falls back to 10-second polls."""
     state = tmp_path_factory.mktemp("emulator")
     record_dir = tmp_path_factory.getbasetemp() / RECORD_DIR_NAME
-    with Emulator(state, seed=True, operation_seconds=0.3, retry_after_seconds=0, record_dir=record_dir) as emu:
+    with Emulator(state, seed=True, operation_seconds=0.3, retry_after_seconds=1, record_dir=record_dir) as emu:
         with emulator_env(emu):
             yield emu
 

@@ -51,8 +51,12 @@ def test_backup_over_http_polled_to_200(api, app_env, emulator, devserver):
     result = final.json()
     assert result["status"] == "succeeded" and result["share"].startswith(f"{app}-")
     assert result["started"] <= result["ended"] and result["trigger"] == "http"
-    metadata = ShareServiceClient.from_connection_string(emulator.connection_string()).get_share_client(
-        result["share"]).get_share_properties().metadata
+    metadata = (
+        ShareServiceClient.from_connection_string(emulator.connection_string())
+        .get_share_client(result["share"])
+        .get_share_properties()
+        .metadata
+    )
     assert metadata["mccfbackup_target"] == target and metadata["mccfbackup_job"] == result["id"]
     assert metadata["mccfbackup_outcome"] == "succeeded"
     listing = api("GET", "backups", params={"target": target})
@@ -84,10 +88,16 @@ def test_restore_of_a_backup_older_than_90_days_is_refused_before_any_arm_call(a
     target = app_env["MCCF_TARGETS"].split(",")[1]
     rg, app = app_of(target)
     emulator.clock.advance(days=-91)  # the service stamps the share 91 days ago
-    mgmt_client(emulator).managed_ccf.begin_backup(rg, app, ManagedCCFBackup(uri=file_service_sas_url(emulator))).result()
+    mgmt_client(emulator).managed_ccf.begin_backup(
+        rg, app, ManagedCCFBackup(uri=file_service_sas_url(emulator))
+    ).result()
     emulator.clock.reset()
-    (old_share,) = [s.name for s in ShareServiceClient.from_connection_string(emulator.connection_string()).list_shares(
-        name_starts_with=f"{app}-")]
+    (old_share,) = [
+        s.name
+        for s in ShareServiceClient.from_connection_string(emulator.connection_string()).list_shares(
+            name_starts_with=f"{app}-"
+        )
+    ]
     mgmt_client(emulator).managed_ccf.begin_delete(rg, app).result()
     restores_before = emulator.faults.count("arm", "POST", "/restore$")
     body = assert_problem(api("POST", "restores", json={"target": app, "share": old_share}), 422, "backup_too_old")
@@ -100,15 +110,25 @@ def test_restore_of_a_backup_older_than_90_days_is_refused_before_any_arm_call(a
     ("method", "path", "kwargs", "status", "code"),
     [
         ("POST", "backups", {"json": {"target": "not-a-target"}}, 404, "target_not_allowed"),
-        ("POST", "backups", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
-         "invalid_json"),
+        (
+            "POST",
+            "backups",
+            {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
         ("POST", "backups", {"json": {"target": 5}}, 400, "invalid_request"),
         ("POST", "backups", {"json": {}}, 400, "invalid_request"),
         ("POST", "backups", {"json": {"target": "x", "extra": 1}}, 400, "invalid_request"),
         ("POST", "backups", {"json": ["target"]}, 400, "invalid_json"),
         ("POST", "restores", {"json": {"target": "TARGET", "share": "Bad_Name!"}}, 400, "invalid_share_name"),
-        ("POST", "restores", {"json": {"target": "TARGET", "share": "other-app-20260101000000"}}, 400,
-         "share_of_other_target"),
+        (
+            "POST",
+            "restores",
+            {"json": {"target": "TARGET", "share": "other-app-20260101000000"}},
+            400,
+            "share_of_other_target",
+        ),
         ("POST", "restores", {"json": {"target": "TARGET", "restoreRegion": ["eastus"]}}, 400, "invalid_request"),
         ("GET", "backups", {}, 400, "invalid_request"),
         ("GET", "operations/not-an-id", {}, 404, "operation_not_found"),

@@ -98,5 +98,3 @@ def new_instance(emulator, app: str | None = None, rg: str = "rg-tests") -> tupl
         rg, app, ManagedCCF(location="eastus", properties=ManagedCCFProperties(node_count=3))
     ).result()
     return rg, app
-
-
