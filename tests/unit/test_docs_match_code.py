@@ -1,0 +1,35 @@
+"""README and local.settings.sample.json document every setting the code reads and every error code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mccf_backup import errors
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings_read_by_code() -> set[str]:
+    source = (REPO / "mccf_backup" / "settings.py").read_text()
+    names = set(re.findall(r'(?:get|required|integer)\("([A-Za-z_]+)"', source))
+    names |= set(re.findall(r'"(AzureWebJobsStorage(?:__\w+)?)"', source))
+    return names
+
+
+def test_every_setting_is_documented():
+    readme = (REPO / "README.md").read_text()
+    sample = json.loads((REPO / "local.settings.sample.json").read_text())["Values"]
+    names = settings_read_by_code()
+    assert {"MCCF_TARGETS", "KEY_VAULT_URL", "BACKUP_CONCURRENCY", "AzureWebJobsStorage"} <= names
+    for name in names:
+        assert f"`{name}`" in readme or f"`{name.split('__')[0]}" in readme, name
+        if "__" not in name:
+            assert name in sample, name
+
+
+def test_every_error_code_is_listed_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for error in errors.ALL_ERRORS:
+        assert f"`{error.code}`" in readme, error.code
