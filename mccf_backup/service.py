@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline import PipelineResponse
 
 from . import catalog as cat
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
@@ -118,7 +119,8 @@ class BackupService:
         """Start the ARM backup and record the job; returns (job, started operation, initial response)."""
         target = self.targets.resolve(reference)
         job = Job(new_job_id(), "backup", target.resource_id, trigger, caller=caller)
-        try:
+
+        def start():
             instance = self.arm.get(target)
             if instance is None:
                 raise TargetNotFound(
@@ -128,13 +130,9 @@ class BackupService:
                 )
             job.restore_region = instance.get("location")
             sas_url = self.storage().sas_url(BACKUP, self.operation_lifetime)
-            started, initial = self.arm.start_backup(target, sas_url, self.settings.restore_region)
-        except MccfBackupError as err:
-            job.fail(err.code, err.message)
-            self.jobs.save(job)
-            raise
-        self._remember(job, started)
-        self.jobs.save(job)
+            return self.arm.start_backup(target, sas_url, self.settings.restore_region)
+
+        started, initial = self._launch(job, start)
         log.info("backup %s started for %s (trigger %s)", job.id, target.resource_id, trigger)
         return job, started, initial
 
@@ -230,15 +228,12 @@ class BackupService:
             share=plan.backup.share,
             restore_region=plan.region,
         )
-        try:
+
+        def start():
             sas_url = self.storage().sas_url(RESTORE, self.operation_lifetime)
-            started, initial = self.arm.start_restore(plan.target, sas_url, plan.backup.share, plan.region)
-        except MccfBackupError as err:
-            job.fail(err.code, err.message)
-            self.jobs.save(job)
-            raise
-        self._remember(job, started)
-        self.jobs.save(job)
+            return self.arm.start_restore(plan.target, sas_url, plan.backup.share, plan.region)
+
+        started, initial = self._launch(job, start)
         log.info("restore %s started for %s from %s", job.id, plan.target.resource_id, plan.backup.share)
         return job, started, initial
 
@@ -270,13 +265,19 @@ class BackupService:
             return job
         return self._finish(job, status)
 
-    def _remember(self, job: Job, started: StartedOperation) -> None:
-        job.status_url, job.location_url, job.retry_after = (
-            started.status_url,
-            started.location_url,
-            started.retry_after,
-        )
+    def _launch(self, job: Job, start: Callable[[], tuple[StartedOperation, PipelineResponse]]):
+        """Run ``start`` (the ARM call and what it needs) and record the job, whatever the outcome."""
+        try:
+            started, initial = start()
+        except MccfBackupError as err:
+            job.fail(err.code, err.message)
+            self.jobs.save(job)
+            raise
+        job.status_url, job.location_url = started.status_url, started.location_url
+        job.retry_after = started.retry_after
         job.arm_status = "Succeeded" if started.completed else "InProgress"
+        self.jobs.save(job)
+        return started, initial
 
     def _finish(self, job: Job, status: OperationStatus) -> Job:
         target = self.targets.resolve(job.target)

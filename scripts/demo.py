@@ -8,9 +8,7 @@ shows status and job history, and stops everything it started.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import secrets
 import sys
 import tempfile
@@ -26,20 +24,7 @@ from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
 from scripts.azurite import Azurite
 from scripts.devserver import RunningServer
-
-
-@contextlib.contextmanager
-def app_settings(values: dict[str, str]):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+from scripts.envvars import scoped_environ
 
 
 def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], None] | None = None) -> int:
@@ -71,7 +56,7 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
             "AzureWebJobsStorage": azurite.connection_string,
             "JOBS_TABLE_NAME": "mccfbackupjobs",
         }
-        with app_settings(settings):
+        with scoped_environ(settings):
             reset_credentials()
             from function_app import app
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import uuid
 
 from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
 from emulator import Emulator
+from scripts.envvars import scoped_environ
 
 
 def secret_client(emulator: Emulator, credential=None) -> SecretClient:
@@ -74,19 +73,9 @@ def file_service_sas_url(emulator: Emulator, permission: str = "rwdlc", minutes:
     return f"{emulator.file_endpoint}?{sas}"
 
 
-@contextlib.contextmanager
 def emulator_env(emulator: Emulator):
     """Point the SDKs (identity endpoint, CA bundle) at this emulator for the block, then restore."""
-    saved = {key: os.environ.get(key) for key in emulator.env}
-    os.environ.update(emulator.env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return scoped_environ(emulator.env)
 
 
 def new_instance(emulator, app: str | None = None, rg: str = "rg-tests") -> tuple[str, str]:
