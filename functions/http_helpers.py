@@ -15,7 +15,7 @@ from mccf_backup import errors
 from mccf_backup.redaction import redact
 
 log = logging.getLogger("mccf_backup.http")
-PROBLEM_TYPE = "https://github.com/mccf-backup/mccf-backup/blob/main/README.md#errors"
+PROBLEM_TYPE = "urn:mccf-backup:problem"  # + ":<code>"; README lists every code under "Errors"
 MAX_BODY_BYTES = 16 * 1024
 STATUS_BY_CODE = {cls.code: cls.status for cls in errors.ALL_ERRORS}
 
@@ -27,7 +27,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> func.HttpResponse:
-    body = {"type": f"{PROBLEM_TYPE}#{code}", "title": title, "status": status, "detail": redact(detail), "code": code}
+    body = {"type": f"{PROBLEM_TYPE}:{code}", "title": title, "status": status, "detail": redact(detail), "code": code}
     body.update({k: v for k, v in extra.items() if v is not None})
     return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/problem+json")
 
