@@ -46,10 +46,12 @@ def list_backups(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:
-    body = json_body(req, {"target": str, "share": str, "restoreRegion": str}, required=("target",))
-    job, _, _ = BackupService.from_environment().start_restore(
-        body["target"], body.get("share"), body.get("restoreRegion"), "http", caller(req)
-    )
+    body = json_body(req, {"target": str, "share": str, "restoreRegion": str, "dryRun": bool}, required=("target",))
+    service = BackupService.from_environment()
+    if body.get("dryRun"):
+        check = service.check_restore(body["target"], body.get("share"), body.get("restoreRegion"))
+        return json_response(check.to_dict())
+    job, _, _ = service.start_restore(body["target"], body.get("share"), body.get("restoreRegion"), "http", caller(req))
     return _accepted(req, job)
 
 

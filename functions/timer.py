@@ -25,3 +25,25 @@ def scheduled_backup(timer: func.TimerRequest) -> None:
     if summary.failed:
         failed = ", ".join(result.target.rsplit("/", 1)[-1] for result in summary.failed)
         raise ScheduledBackupFailed(f"{len(summary.failed)} of {len(summary.results)} targets failed: {failed}")
+
+
+@bp.timer_trigger(schedule="%PRUNE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def scheduled_prune(timer: func.TimerRequest) -> None:
+    results = BackupService.from_environment().prune(apply=True, trigger="timer")
+    deleted = [job for result in results for job in result.jobs]
+    failed = [job for job in deleted if job.status == "failed"]
+    capped = [result.target for result in results if result.plan.capped]
+    log.info(
+        "Pruning: %d shares deleted, %d failed, %d targets capped.",
+        len(deleted) - len(failed),
+        len(failed),
+        len(capped),
+    )
+    if failed:
+        raise ScheduledBackupFailed(f"{len(failed)} share deletions failed: {', '.join(j.share for j in failed)}")
+
+
+@bp.timer_trigger(schedule="%HEALTH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def scheduled_health(timer: func.TimerRequest) -> None:
+    findings = BackupService.from_environment().health()
+    log.info("Health check: %d findings.", len(findings))

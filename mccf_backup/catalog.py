@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.storage.fileshare import ShareServiceClient
+from azure.storage.fileshare import ShareLeaseClient, ShareServiceClient
 
 from .errors import AzureRequestFailed, InvalidShareName, PermissionDenied, ShareNotFound, ShareOfOtherTarget
 from .redaction import redact
@@ -29,6 +29,7 @@ META_STARTED = "mccfbackup_started"
 META_ENDED = "mccfbackup_ended"
 META_OUTCOME = "mccfbackup_outcome"
 META_LOCATION = "mccfbackup_location"
+META_VERIFIED = "mccfbackup_verified"
 
 
 def utcnow() -> dt.datetime:
@@ -63,6 +64,14 @@ class Backup:
     @property
     def outcome(self) -> str | None:
         return self.metadata.get(META_OUTCOME)
+
+    @property
+    def good(self) -> bool:
+        """A backup the catalog counts on: its job succeeded, or it predates tagging (untagged)."""
+        return self.outcome in (None, "succeeded")
+
+    def tagged_for(self, target: Target) -> bool:
+        return (self.metadata.get(META_TARGET) or "").lower() == target.resource_id.lower()
 
     def to_dict(self, now: dt.datetime | None = None) -> dict:
         return {
@@ -146,6 +155,32 @@ class Catalog:
             if backup.metadata.get(META_JOB) in (None, job_id):
                 return backup
         return None
+
+    def protect(self, share: str) -> None:
+        """An infinite lease, so the share cannot be deleted by accident (Azure Backup does the same)."""
+        try:
+            ShareLeaseClient(self._service.get_share_client(share)).acquire(lease_duration=-1)
+        except HttpResponseError as exc:
+            if exc.error_code != "LeaseAlreadyPresent":
+                raise _storage_error(exc, f"lease share '{share}'") from exc
+
+    def delete(self, share: str) -> None:
+        """Break the protecting lease on purpose, then delete the share."""
+        client = self._service.get_share_client(share)
+        try:
+            if client.get_share_properties().lease.state in ("leased", "breaking"):
+                ShareLeaseClient(client).break_lease(lease_break_period=0)
+            client.delete_share()
+        except ResourceNotFoundError:
+            return  # already gone: deleting is idempotent
+        except HttpResponseError as exc:
+            raise _storage_error(exc, f"delete share '{share}'") from exc
+
+    def usage_bytes(self, share: str) -> int:
+        try:
+            return self._service.get_share_client(share).get_share_stats()
+        except HttpResponseError as exc:
+            raise _storage_error(exc, f"read the size of share '{share}'") from exc
 
     def tag(self, share: str, metadata: dict[str, str]) -> None:
         client = self._service.get_share_client(share)

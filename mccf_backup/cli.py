@@ -95,15 +95,16 @@ class Cli:
 
     def cmd_restore(self, service: BackupService, args: argparse.Namespace) -> int:
         if args.dry_run:
-            plan = service.plan_restore(args.target, args.share, args.region)
-            self.emit(
-                args,
-                plan.to_dict(),
-                f"restore of {plan.target.name} from {plan.backup.share} "
-                f"({plan.backup.days_left()} restorable days left) to {plan.region}: "
-                "all preconditions hold (dry run, nothing done)",
-            )
-            return 0
+            check = service.check_restore(args.target, args.share, args.region)
+            lines = [
+                f"restore of {check.target.name}"
+                + (f" from {check.backup.share}" if check.backup else "")
+                + f": {'all preconditions hold' if check.ok else 'REFUSED'} (dry run, nothing done)"
+            ]
+            lines += [f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in check.checks]
+            self.emit(args, check.to_dict(), "\n".join(lines))
+            return 0 if check.ok else 1
+
         if args.wait:
             print(f"restoring {args.target} ...", file=self.err, flush=True)
             job = service.restore(args.target, args.share, args.region, "cli", self.progress, caller="cli")
@@ -139,6 +140,23 @@ class Cli:
         ]
         self.emit(args, [j.to_dict() for j in jobs], _table(_job_rows(jobs), JOB_COLUMNS))
         return 0
+
+    def cmd_prune(self, service: BackupService, args: argparse.Namespace) -> int:
+        results = service.prune(args.target, apply=args.apply, override=args.override, trigger="cli")
+        lines = []
+        for result in results:
+            lines.append(f"{result.target}{'  (deletion cap reached: nothing deleted)' if result.plan.capped else ''}")
+            for decision in result.plan.decisions:
+                lines.append(f"  {decision.action:<6} {decision.share}  {'; '.join(decision.reasons)}")
+            for job in result.jobs:
+                lines.append(
+                    f"  {'deleted' if job.status == 'succeeded' else 'FAILED to delete'} {job.share}"
+                    + (f": {job.error_message}" if job.error_message else "")
+                )
+        if not args.apply:
+            lines.append("dry run: nothing deleted (use --apply to act)")
+        self.emit(args, [r.to_dict() for r in results], "\n".join(lines))
+        return 1 if any(j.status == "failed" for r in results for j in r.jobs) else 0
 
     def cmd_status(self, service: BackupService, args: argparse.Namespace) -> int:
         report = service.status()
@@ -188,8 +206,12 @@ def parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="job history, newest first (finishes jobs whose operation ended)")
     jobs.add_argument("--target")
     jobs.add_argument("--limit", type=int, default=20)
+    prune = commands.add_parser("prune", help="apply the retention policy (a dry run unless --apply)")
+    prune.add_argument("--target", help="one target (default: all)")
+    prune.add_argument("--apply", action="store_true", help="delete what the plan says")
+    prune.add_argument("--override", action="store_true", help="allow deleting past the deletion cap")
     commands.add_parser("status", help="health per target")
-    for sub in (backup, restore, listing, jobs, commands.choices["status"]):
+    for sub in (backup, restore, listing, jobs, prune, commands.choices["status"]):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return root
 

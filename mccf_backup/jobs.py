@@ -33,7 +33,7 @@ def new_job_id(now: dt.datetime | None = None) -> str:
 @dataclass
 class Job:
     id: str
-    kind: str  # backup | restore
+    kind: str  # backup | restore | delete (a share removed by pruning)
     target: str  # resource ID
     trigger: str  # timer | http | cli
     status: str = "running"  # running | succeeded | failed
@@ -48,10 +48,15 @@ class Job:
     location_url: str | None = None
     retry_after: int = 10
     arm_status: str | None = None
+    reason: str | None = None  # why a prune deleted a share
 
     @property
     def done(self) -> bool:
         return self.status != "running"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return round((self.ended - self.started).total_seconds(), 3) if self.ended else None
 
     def fail(self, code: str, message: str) -> None:
         self.status = "failed"
@@ -77,6 +82,7 @@ class Job:
             "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
             "caller": self.caller,
             "restoreRegion": self.restore_region,
+            "reason": self.reason,
         }
 
     def to_entity(self) -> dict:

@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.pipeline import PipelineResponse
 
 from . import catalog as cat
+from . import events
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
 from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
@@ -26,6 +27,7 @@ from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
 from .identity import get_credential
 from .jobs import Job, JobStore, new_job_id
 from .redaction import redact
+from .retention import Candidate, RetentionPlan, plan_retention
 from .settings import Settings
 from .storage_config import BACKUP, RESTORE, StorageConfig, load_storage_config
 from .targets import Target, TargetSet
@@ -64,6 +66,59 @@ class RunSummary:
             else:
                 lines.append(f"  FAILED {result.target}: {result.error_code}: {result.error_message}")
         return "\n".join(lines)
+
+
+@dataclass
+class TargetPrune:
+    target: str
+    plan: RetentionPlan
+    jobs: list[Job] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "capped": self.plan.capped,
+            "decisions": [
+                {"share": d.share, "action": d.action, "reasons": list(d.reasons)} for d in self.plan.decisions
+            ],
+            "deleted": [j.to_dict() for j in self.jobs],
+        }
+
+
+@dataclass
+class RestoreCheck:
+    target: Target
+    checks: list[dict] = field(default_factory=list)
+    errors: list[MccfBackupError] = field(default_factory=list)
+    backup: Backup | None = None
+    region: str | None = None
+
+    def add(self, name: str, ok: bool, detail: str, error: MccfBackupError | None = None) -> None:
+        if not ok and error is not None:
+            self.errors.append(error)
+            detail = detail or error.message
+        self.checks.append(
+            {"check": name, "ok": ok, "detail": detail, "code": error.code if error and not ok else None}
+        )
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_first(self) -> None:
+        if self.errors:
+            raise self.errors[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "dryRun": True,
+            "ok": self.ok,
+            "target": str(self.target),
+            "share": self.backup.share if self.backup else None,
+            "restoreRegion": self.region,
+            "backup": self.backup.to_dict() if self.backup else None,
+            "checks": self.checks,
+        }
 
 
 @dataclass(frozen=True)
@@ -172,48 +227,102 @@ class BackupService:
         return summary
 
     # --- restore ---
-    def plan_restore(self, reference: str, share: str | None = None, region: str | None = None) -> RestorePlan:
-        """Every precondition, checked before any ARM write; raises the first that fails."""
-        target = self.targets.resolve(reference)
+    def check_restore(self, reference: str, share: str | None = None, region: str | None = None) -> RestoreCheck:
+        """Every precondition of a restore, each with its verdict: the dry run, and the gate of a real one."""
+        target = self.targets.resolve(reference)  # an unknown target is refused outright
         catalog = self.catalog()
         now = cat.utcnow()
-        if share:
-            backup = catalog.get(target, share)
-        else:
-            candidates = [b for b in catalog.backups(target) if b.outcome in (None, "succeeded")]
-            restorable = [b for b in candidates if b.restorable(now)]
-            if not restorable:
-                raise NoRestorableBackup(
-                    f"'{target.name}' has no restorable backup (none, or all older than 90 days"
-                    f"{'; newest: ' + candidates[0].share if candidates else ''}).",
-                    target=str(target),
+        check = RestoreCheck(target)
+        backup: Backup | None = None
+        try:
+            if share:
+                backup = catalog.get(target, share)
+                check.add("backup_exists", True, f"share '{share}' is a backup of {target.name}")
+            else:
+                good = [b for b in catalog.backups(target) if b.good]
+                restorable = [b for b in good if b.restorable(now)]
+                if not restorable:
+                    raise NoRestorableBackup(
+                        f"'{target.name}' has no restorable backup (none, or all older than 90 days"
+                        f"{'; newest: ' + good[0].share if good else ''}).",
+                        target=str(target),
+                    )
+                backup = restorable[0]
+                check.add("backup_exists", True, f"newest restorable backup: {backup.share}")
+        except MccfBackupError as err:
+            check.add("backup_exists", False, err.message, err)
+        if backup is not None:
+            check.backup = backup
+            if backup.restorable(now):
+                check.add(
+                    "backup_age",
+                    True,
+                    f"{backup.age(now).days} days old; {backup.days_left(now)} days left "
+                    "before the 90-day restore limit",
                 )
-            backup = restorable[0]
-        if not backup.restorable(now):
-            newest = next((b.share for b in catalog.backups(target) if b.restorable(now)), None)
-            raise BackupTooOld(
-                f"Backup '{backup.share}' is {backup.age(now).days} days old; Managed CCF restores only backups "
-                f"younger than 90 days. {'Newest restorable backup: ' + newest if newest else 'No backup is restorable.'}",
-                target=str(target),
-                field="share",
+            else:
+                newest = next((b.share for b in catalog.backups(target) if b.good and b.restorable(now)), None)
+                check.add(
+                    "backup_age",
+                    False,
+                    "",
+                    BackupTooOld(
+                        f"Backup '{backup.share}' is {backup.age(now).days} days old; Managed CCF restores only backups "
+                        f"younger than 90 days. "
+                        f"{'Newest restorable backup: ' + newest if newest else 'No backup is restorable.'}",
+                        target=str(target),
+                        field="share",
+                    ),
+                )
+            verified = backup.metadata.get(cat.META_VERIFIED)
+            check.add(
+                "backup_verified",
+                verified != "false",
+                {"true": "the backup's ledger files were verified", "false": "verification FAILED"}.get(
+                    verified or "", "not verified (verification has not run on it)"
+                ),
+                None
+                if verified != "false"
+                else RestoreFailed(f"Backup '{backup.share}' failed verification; choose another.", target=str(target)),
             )
         instance = self.arm.get(target)
-        if instance is not None:
+        if instance is None:
+            check.add("instance_absent", True, f"'{target.name}' does not exist, as a restore requires")
+        else:
             state = (instance.get("properties") or {}).get("provisioningState", "unknown")
-            raise InstanceExists(
-                f"'{target.name}' still exists (provisioningState {state}). A restore recreates the instance under "
-                f"the same name, so it must be deleted first (az resource delete --ids {target.resource_id}), "
-                "then retry the restore.",
-                target=str(target),
+            check.add(
+                "instance_absent",
+                False,
+                "",
+                InstanceExists(
+                    f"'{target.name}' still exists (provisioningState {state}). A restore recreates the instance under "
+                    f"the same name, so it must be deleted first (az resource delete --ids {target.resource_id}), "
+                    "then retry the restore.",
+                    target=str(target),
+                ),
             )
-        chosen_region = region or self.settings.restore_region or backup.metadata.get(cat.META_LOCATION)
-        if not chosen_region:
-            raise RestoreRegionRequired(
-                f"No restore region for '{target.name}': pass restoreRegion, or set RESTORE_REGION.",
-                target=str(target),
-                field="restoreRegion",
+        chosen = region or self.settings.restore_region or (backup.metadata.get(cat.META_LOCATION) if backup else None)
+        if chosen:
+            check.region = chosen
+            check.add("restore_region", True, f"restore into {chosen}")
+        else:
+            check.add(
+                "restore_region",
+                False,
+                "",
+                RestoreRegionRequired(
+                    f"No restore region for '{target.name}': pass restoreRegion, or set RESTORE_REGION.",
+                    target=str(target),
+                    field="restoreRegion",
+                ),
             )
-        return RestorePlan(target, backup, chosen_region)
+        return check
+
+    def plan_restore(self, reference: str, share: str | None = None, region: str | None = None) -> RestorePlan:
+        """Every precondition, checked before any ARM write; raises the first that fails."""
+        check = self.check_restore(reference, share, region)
+        check.raise_first()
+        return RestorePlan(check.target, check.backup, check.region)
 
     def start_restore(
         self, reference: str, share: str | None, region: str | None, trigger: str, caller: str | None = None
@@ -267,11 +376,13 @@ class BackupService:
 
     def _launch(self, job: Job, start: Callable[[], tuple[StartedOperation, PipelineResponse]]):
         """Run ``start`` (the ARM call and what it needs) and record the job, whatever the outcome."""
+        events.emit(f"{job.kind}.attempt", target=job.target, trigger=job.trigger, job=job.id)
         try:
             started, initial = start()
         except MccfBackupError as err:
             job.fail(err.code, err.message)
             self.jobs.save(job)
+            self._outcome_event(job)
             raise
         job.status_url, job.location_url = started.status_url, started.location_url
         job.retry_after = started.retry_after
@@ -295,7 +406,30 @@ class BackupService:
             self._finish_restore(job, target)
         self.jobs.save(job)
         log.info("%s %s of %s ended %s", job.kind, job.id, job.target, job.status)
+        self._outcome_event(job)
         return job
+
+    def _outcome_event(self, job: Job) -> None:
+        if job.status == "succeeded":
+            events.emit(
+                f"{job.kind}.success",
+                target=job.target,
+                trigger=job.trigger,
+                job=job.id,
+                share=job.share,
+                durationSeconds=job.duration_seconds,
+                lastSuccess=job.ended,
+            )
+        else:
+            events.emit(
+                f"{job.kind}.failure",
+                logging.WARNING,
+                target=job.target,
+                trigger=job.trigger,
+                job=job.id,
+                durationSeconds=job.duration_seconds,
+                code=job.error_code,
+            )
 
     def _finish_backup(self, job: Job, target: Target) -> None:
         catalog = self.catalog()
@@ -320,6 +454,10 @@ class BackupService:
         if job.restore_region:
             metadata[cat.META_LOCATION] = job.restore_region
         catalog.tag(backup.share, metadata)
+        try:
+            catalog.protect(backup.share)
+        except MccfBackupError as err:  # the backup is good; say it is unprotected rather than fail it
+            log.warning("backup %s: could not lease share %s against deletion: %s", job.id, backup.share, err.message)
 
     def _finish_restore(self, job: Job, target: Target) -> None:
         instance = self.arm.get(target)
@@ -348,13 +486,111 @@ class BackupService:
         target = self.targets.resolve(reference).resource_id if reference else None
         return self.jobs.list(target=target, limit=limit)
 
-    def status(self) -> list[dict]:
-        """Health per target: newest good backup and its age, last failure, last job."""
+    # --- retention ---
+    def prune(
+        self, reference: str | None = None, apply: bool = False, override: bool = False, trigger: str = "cli"
+    ) -> list[TargetPrune]:
+        """Plan retention per target (a dry run unless ``apply``); deletions are recorded with their reason."""
+        targets = [self.targets.resolve(reference)] if reference else list(self.targets)
+        catalog = self.catalog()
+        now = cat.utcnow()
+        results = []
+        for target in targets:
+            running = [j for j in self.jobs.list(target=target.resource_id, kind="backup", limit=20) if not j.done]
+            oldest_running = min((j.started for j in running), default=None)
+            candidates = [
+                Candidate(
+                    share=backup.share,
+                    created=backup.created,
+                    succeeded=backup.good,
+                    verified=backup.metadata.get(cat.META_VERIFIED) == "true",
+                    running=(
+                        not backup.outcome
+                        and oldest_running is not None
+                        and backup.created >= oldest_running - SHARE_CLOCK_SKEW
+                    ),
+                    belongs=backup.tagged_for(target),
+                )
+                for backup in catalog.backups(target)
+            ]
+            plan = plan_retention(candidates, self.settings.retention_for(target), now, override)
+            result = TargetPrune(target.resource_id, plan)
+            if plan.capped:
+                events.emit(
+                    events.PRUNE_CAPPED,
+                    logging.WARNING,
+                    target=target.resource_id,
+                    wouldDelete=sum("deletion cap" in d.reasons[-1] for d in plan.decisions),
+                )
+            if apply:
+                for decision in plan.deletions:
+                    result.jobs.append(
+                        self._delete_share(catalog, target, decision.share, "; ".join(decision.reasons), trigger)
+                    )
+            results.append(result)
+        return results
+
+    def _delete_share(self, catalog: Catalog, target: Target, share: str, reason: str, trigger: str) -> Job:
+        job = Job(new_job_id(), "delete", target.resource_id, trigger, share=share, reason=reason)
+        try:
+            catalog.delete(share)
+            job.succeed()
+            events.emit(events.PRUNE_DELETED, target=target.resource_id, share=share, reason=reason, job=job.id)
+        except MccfBackupError as err:
+            job.fail(err.code, err.message)
+        self.jobs.save(job)
+        return job
+
+    # --- health ---
+    def health(self) -> list[dict]:
+        """Emit the health events (RPO breach, restore window closing) and return what was found."""
+        findings = []
         now = cat.utcnow()
         catalog = self.catalog()
+        rpo = dt.timedelta(hours=self.settings.rpo_hours)
+        for target in self.targets:
+            good = [b for b in catalog.backups(target) if b.good]
+            newest = good[0] if good else None
+            if newest is None or newest.age(now) > rpo:
+                age = round(newest.age(now).total_seconds() / 3600, 1) if newest else None
+                findings.append(
+                    {"target": target.resource_id, "event": events.HEALTH_RPO_BREACH, "newestBackupAgeHours": age}
+                )
+                events.emit(
+                    events.HEALTH_RPO_BREACH,
+                    logging.ERROR,
+                    target=target.resource_id,
+                    newestBackup=newest.share if newest else None,
+                    newestBackupAgeHours=age,
+                    rpoHours=self.settings.rpo_hours,
+                )
+            if newest is not None and newest.restorable(now) and newest.days_left(now) < 7:
+                findings.append(
+                    {
+                        "target": target.resource_id,
+                        "event": events.HEALTH_RESTORE_WINDOW_CLOSING,
+                        "share": newest.share,
+                        "daysLeft": newest.days_left(now),
+                    }
+                )
+                events.emit(
+                    events.HEALTH_RESTORE_WINDOW_CLOSING,
+                    logging.WARNING,
+                    target=target.resource_id,
+                    share=newest.share,
+                    daysLeft=newest.days_left(now),
+                )
+        return findings
+
+    def status(self) -> list[dict]:
+        """Health per target: newest good and oldest restorable backup, count and size, RPO, last failure."""
+        now = cat.utcnow()
+        catalog = self.catalog()
+        rpo = dt.timedelta(hours=self.settings.rpo_hours)
         report = []
         for target in self.targets:
-            backups = [b for b in catalog.backups(target) if b.outcome in (None, "succeeded")]
+            backups = [b for b in catalog.backups(target) if b.good]
+            restorable = [b for b in backups if b.restorable(now)]
             jobs = self.jobs.list(target=target.resource_id, limit=20)
             failure = next((j for j in jobs if j.status == "failed"), None)
             newest = backups[0] if backups else None
@@ -364,6 +600,11 @@ class BackupService:
                     "app": target.name,
                     "newestBackup": newest.to_dict(now) if newest else None,
                     "newestBackupAgeHours": round(newest.age(now).total_seconds() / 3600, 2) if newest else None,
+                    "oldestRestorableBackup": restorable[-1].to_dict(now) if restorable else None,
+                    "backupCount": len(backups),
+                    "totalSizeBytes": sum(catalog.usage_bytes(b.share) for b in backups),
+                    "rpoHours": self.settings.rpo_hours,
+                    "withinRpo": bool(newest and newest.age(now) <= rpo),
                     "lastFailure": failure.to_dict() if failure else None,
                     "lastJob": jobs[0].to_dict() if jobs else None,
                 }

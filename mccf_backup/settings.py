@@ -7,20 +7,33 @@ one pass rather than one restart per mistake.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .errors import SettingsInvalid
-from .targets import Target, parse_targets
+from .errors import MccfBackupError, SettingsInvalid
+from .retention import RetentionPolicy
+from .targets import Target, TargetSet, parse_targets
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_API_VERSION = "2023-06-28-preview"  # the version Microsoft's backup/restore procedure uses
 DEFAULT_CONCURRENCY = 8
 DEFAULT_OPERATION_TIMEOUT_MINUTES = 60
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
+DEFAULT_RPO_HOURS = 26  # a daily schedule plus two hours of slack
+# RETENTION_OVERRIDES keys (JSON) -> RetentionPolicy fields
+_POLICY_FIELDS = {
+    "keepLast": "keep_last",
+    "daily": "daily",
+    "weekly": "weekly",
+    "monthly": "monthly",
+    "maxAgeDays": "max_age_days",
+    "minAgeHours": "min_age_hours",
+    "maxDeleteFraction": "max_delete_fraction",
+}
 _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
@@ -48,6 +61,12 @@ class Settings:
     client_id: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     operation_timeout_minutes: int = DEFAULT_OPERATION_TIMEOUT_MINUTES
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    retention_overrides: dict[str, RetentionPolicy] = field(default_factory=dict)  # resource ID (lower) -> policy
+    rpo_hours: int = DEFAULT_RPO_HOURS
+
+    def retention_for(self, target: Target) -> RetentionPolicy:
+        return self.retention_overrides.get(target.resource_id.lower(), self.retention)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -106,11 +125,12 @@ class Settings:
         region = get("RESTORE_REGION") or None
         if region and not _REGION.match(region):
             problems.append(f"RESTORE_REGION '{region}' is not an Azure region name")
-        schedule = get("BACKUP_SCHEDULE")
-        if schedule and len(schedule.split()) != 6:
-            problems.append(
-                f"BACKUP_SCHEDULE must be a six-field NCRONTAB expression (e.g. '0 0 2 * * *'), not '{schedule}'"
-            )
+        for name in ("BACKUP_SCHEDULE", "PRUNE_SCHEDULE", "HEALTH_SCHEDULE"):  # the Functions host reads these
+            schedule = get(name)
+            if schedule and len(schedule.split()) != 6:
+                problems.append(
+                    f"{name} must be a six-field NCRONTAB expression (e.g. '0 0 2 * * *'), not '{schedule}'"
+                )
         table_name = get("JOBS_TABLE_NAME") or DEFAULT_JOBS_TABLE
         if not _TABLE_NAME.match(table_name):
             problems.append(f"JOBS_TABLE_NAME '{table_name}' is not a table name (3-63 letters or digits)")
@@ -131,6 +151,28 @@ class Settings:
             )
         concurrency = integer("BACKUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 64)
         timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
+        rpo_hours = integer("RPO_HOURS", DEFAULT_RPO_HOURS, 1, 24 * 90)
+        defaults = RetentionPolicy()
+        fraction_raw = get("RETENTION_MAX_DELETE_FRACTION")
+        fraction = defaults.max_delete_fraction
+        if fraction_raw:
+            try:
+                fraction = float(fraction_raw)
+            except ValueError:
+                fraction = -1.0
+            if not 0 <= fraction <= 1:
+                problems.append(f"RETENTION_MAX_DELETE_FRACTION must be between 0 and 1, not '{fraction_raw}'")
+                fraction = defaults.max_delete_fraction
+        retention = RetentionPolicy(
+            keep_last=integer("RETENTION_KEEP_LAST", defaults.keep_last, 0, 1000),
+            daily=integer("RETENTION_DAILY", defaults.daily, 0, 1000),
+            weekly=integer("RETENTION_WEEKLY", defaults.weekly, 0, 520),
+            monthly=integer("RETENTION_MONTHLY", defaults.monthly, 0, 240),
+            max_age_days=integer("RETENTION_MAX_AGE_DAYS", defaults.max_age_days, 0, 36500),
+            min_age_hours=integer("RETENTION_MIN_AGE_HOURS", defaults.min_age_hours, 0, 24 * 365),
+            max_delete_fraction=fraction,
+        )
+        overrides = _retention_overrides(get("RETENTION_OVERRIDES"), targets, retention, problems)
         if problems:
             raise SettingsInvalid("Invalid app settings:\n- " + "\n- ".join(problems))
         return cls(
@@ -144,4 +186,38 @@ class Settings:
             client_id=get("AZURE_CLIENT_ID") or None,
             concurrency=concurrency,
             operation_timeout_minutes=timeout,
+            retention=retention,
+            retention_overrides=overrides,
+            rpo_hours=rpo_hours,
         )
+
+
+def _retention_overrides(
+    raw: str, targets: tuple[Target, ...], base: RetentionPolicy, problems: list[str]
+) -> dict[str, RetentionPolicy]:
+    """RETENTION_OVERRIDES: {"<app name or resource ID>": {"keepLast": 3, "monthly": 12, ...}, ...}."""
+    if not raw:
+        return {}
+    try:
+        document = json.loads(raw)
+        if not isinstance(document, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        problems.append("RETENTION_OVERRIDES must be a JSON object of target -> policy fields")
+        return {}
+    allowlist = TargetSet(targets)
+    overrides = {}
+    for reference, fields in document.items():
+        try:
+            target = allowlist.resolve(reference)
+            unknown = set(fields) - set(_POLICY_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown fields {sorted(unknown)}; allowed: {sorted(_POLICY_FIELDS)}")
+            overrides[target.resource_id.lower()] = replace(
+                base, **{_POLICY_FIELDS[name]: value for name, value in fields.items()}
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            problems.append(f"RETENTION_OVERRIDES['{reference}']: {exc}")
+        except MccfBackupError as exc:
+            problems.append(f"RETENTION_OVERRIDES['{reference}']: {exc.message}")
+    return overrides

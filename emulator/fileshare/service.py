@@ -31,6 +31,7 @@ DELETE_SHARE = op("DeleteShare", "c", "d")
 GET_SHARE = op("GetShareProperties", "c", "r", "r")
 SET_SHARE = op("SetShareMetadataOrProperties", "c", "w")
 LEASE_SHARE = op("LeaseShare", "c", "w")
+SHARE_STATS = op("GetShareStats", "c", "r", "r")
 LIST_DIR = op("ListDirectoriesAndFiles", "c", "l", "l")
 CREATE_DIR = op("CreateDirectory", "o", "cw", "cw")
 GET_DIR = op("GetDirectoryProperties", "o", "r", "r")
@@ -243,6 +244,13 @@ class FileService:
         if method == "PUT" and comp == "lease":
             authorize(LEASE_SHARE)
             return self._lease(request, account, share)
+        if method == "GET" and comp == "stats":
+            authorize(SHARE_STATS)
+            doc = self._store.get_share(account, share)
+            root = ET.Element("ShareStats")
+            usage = sum(e.get("length", 0) for e in doc["entries"].values() if e["type"] == "file")
+            ET.SubElement(root, "ShareUsageBytes").text = str(usage)
+            return self._share_headers(_xml(root), doc)
         raise StorageError(400, "InvalidQueryParameterValue", f"Unsupported share operation {method} comp={comp}.")
 
     def _lease(self, request: Request, account: str, share: str) -> Response:

@@ -36,8 +36,8 @@ def test_backup_wait_list_jobs_status_and_restore(app_env, emulator):
     code, out, _ = run("status")
     assert code == 0 and app in out and backups[0]["share"] in out
 
-    code, _, err = run("restore", "--target", app, "--dry-run")
-    assert code == 1 and "instance_exists" in err
+    code, out, _ = run("restore", "--target", app, "--dry-run")
+    assert code == 1 and "REFUSED" in out and "FAIL instance_absent" in out and "ok   backup_age" in out
 
     mgmt_client(emulator).managed_ccf.begin_delete(rg, app).result()
     code, out, _ = run("restore", "--target", app, "--dry-run", "--json")

@@ -297,6 +297,14 @@ def test_file_sas_reaches_only_its_file(emulator):
     assert info.value.status_code == 403
 
 
+def test_share_stats_report_the_bytes_stored(emulator):
+    share = service(emulator).create_share(unique())
+    share.create_directory("ledger")
+    share.get_file_client("ledger/a").upload_file(b"x" * 1000)
+    share.get_file_client("b").upload_file(b"y" * 24)
+    assert share.get_share_stats() == 1024
+
+
 def test_share_quota_is_a_settable_property(emulator):
     share = service(emulator).create_share(unique(), quota=10)
     assert share.get_share_properties().quota == 10

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def settings_read_by_code() -> set[str]:
     source = (REPO / "mccf_backup" / "settings.py").read_text()
     names = set(re.findall(r'(?:get|required|integer)\("([A-Za-z_]+)"', source))
+    names |= set(re.findall(r'"([A-Z_]+_SCHEDULE)"', source))
     names |= set(re.findall(r'"(AzureWebJobsStorage(?:__\w+)?)"', source))
     return names
 

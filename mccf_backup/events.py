@@ -1,0 +1,46 @@
+"""Metrics and health signals as structured log events with fixed names and dimensions.
+
+Each event is one log line ``MCCFBACKUP_EVENT {"event": "<name>", ...}`` (also passed as
+``custom_dimensions``), so an Azure Monitor log alert or workbook can count and chart them with
+KQL without a metrics SDK. README lists every name and dimension; tests pin them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger("mccf_backup.events")
+PREFIX = "MCCFBACKUP_EVENT"
+
+BACKUP_ATTEMPT = "backup.attempt"
+BACKUP_SUCCESS = "backup.success"
+BACKUP_FAILURE = "backup.failure"
+RESTORE_ATTEMPT = "restore.attempt"
+RESTORE_SUCCESS = "restore.success"
+RESTORE_FAILURE = "restore.failure"
+PRUNE_DELETED = "prune.deleted"
+PRUNE_CAPPED = "prune.capped"
+HEALTH_RPO_BREACH = "health.rpo_breach"
+HEALTH_RESTORE_WINDOW_CLOSING = "health.restore_window_closing"
+ALL = (
+    BACKUP_ATTEMPT,
+    BACKUP_SUCCESS,
+    BACKUP_FAILURE,
+    RESTORE_ATTEMPT,
+    RESTORE_SUCCESS,
+    RESTORE_FAILURE,
+    PRUNE_DELETED,
+    PRUNE_CAPPED,
+    HEALTH_RPO_BREACH,
+    HEALTH_RESTORE_WINDOW_CLOSING,
+)
+
+
+def emit(name: str, level: int = logging.INFO, **dimensions: object) -> None:
+    if name not in ALL:
+        raise ValueError(f"unknown event {name!r}")
+    payload = {"event": name, **{k: v for k, v in dimensions.items() if v is not None}}
+    log.log(
+        level, "%s %s", PREFIX, json.dumps(payload, default=str, sort_keys=True), extra={"custom_dimensions": payload}
+    )
