@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.fileshare import ShareLeaseClient, ShareServiceClient
 
+from . import clock
 from .errors import AzureRequestFailed, InvalidShareName, PermissionDenied, ShareNotFound, ShareOfOtherTarget
 from .redaction import redact
 from .targets import Target
@@ -33,7 +34,7 @@ META_VERIFIED = "mccfbackup_verified"
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return clock.utcnow()
 
 
 def check_share_name(name: str) -> str:

@@ -17,6 +17,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from . import clock
 from .errors import JobStoreUnavailable, OperationNotFound
 from .redaction import redact
 from .settings import JobStoreLocation
@@ -26,7 +27,7 @@ _MAX_MS = 10**13
 
 
 def new_job_id(now: dt.datetime | None = None) -> str:
-    moment = now or dt.datetime.now(dt.timezone.utc)
+    moment = now or clock.utcnow()
     return f"{_MAX_MS - int(moment.timestamp() * 1000):013d}{secrets.token_hex(4)}"
 
 
@@ -37,7 +38,7 @@ class Job:
     target: str  # resource ID
     trigger: str  # timer | http | cli
     status: str = "running"  # running | succeeded | failed
-    started: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    started: dt.datetime = dataclasses.field(default_factory=lambda: clock.utcnow())
     ended: dt.datetime | None = None
     share: str | None = None
     error_code: str | None = None
@@ -62,11 +63,11 @@ class Job:
         self.status = "failed"
         self.error_code = code
         self.error_message = redact(message)
-        self.ended = dt.datetime.now(dt.timezone.utc)
+        self.ended = clock.utcnow()
 
     def succeed(self) -> None:
         self.status = "succeeded"
-        self.ended = dt.datetime.now(dt.timezone.utc)
+        self.ended = clock.utcnow()
 
     def to_dict(self) -> dict:
         """The public view (API, CLI --json): no ARM URLs."""

@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.pipeline import PipelineResponse
 
 from . import catalog as cat
+from . import clock
 from . import events
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
@@ -231,7 +232,7 @@ class BackupService:
         """Every precondition of a restore, each with its verdict: the dry run, and the gate of a real one."""
         target = self.targets.resolve(reference)  # an unknown target is refused outright
         catalog = self.catalog()
-        now = cat.utcnow()
+        now = clock.utcnow()
         check = RestoreCheck(target)
         backup: Backup | None = None
         try:
@@ -493,7 +494,7 @@ class BackupService:
         """Plan retention per target (a dry run unless ``apply``); deletions are recorded with their reason."""
         targets = [self.targets.resolve(reference)] if reference else list(self.targets)
         catalog = self.catalog()
-        now = cat.utcnow()
+        now = clock.utcnow()
         results = []
         for target in targets:
             running = [j for j in self.jobs.list(target=target.resource_id, kind="backup", limit=20) if not j.done]
@@ -545,7 +546,7 @@ class BackupService:
     def health(self) -> list[dict]:
         """Emit the health events (RPO breach, restore window closing) and return what was found."""
         findings = []
-        now = cat.utcnow()
+        now = clock.utcnow()
         catalog = self.catalog()
         rpo = dt.timedelta(hours=self.settings.rpo_hours)
         for target in self.targets:
@@ -584,7 +585,7 @@ class BackupService:
 
     def status(self) -> list[dict]:
         """Health per target: newest good and oldest restorable backup, count and size, RPO, last failure."""
-        now = cat.utcnow()
+        now = clock.utcnow()
         catalog = self.catalog()
         rpo = dt.timedelta(hours=self.settings.rpo_hours)
         report = []
