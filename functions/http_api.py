@@ -46,12 +46,17 @@ def list_backups(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:
-    body = json_body(req, {"target": str, "share": str, "restoreRegion": str, "dryRun": bool}, required=("target",))
+    body = json_body(
+        req,
+        {"target": str, "share": str, "restoreRegion": str, "dryRun": bool, "replace": bool, "confirm": str},
+        required=("target",),
+    )
     service = BackupService.from_environment()
+    args = (body["target"], body.get("share"), body.get("restoreRegion"))
+    replace = {"replace": bool(body.get("replace")), "confirm": body.get("confirm")}
     if body.get("dryRun"):
-        check = service.check_restore(body["target"], body.get("share"), body.get("restoreRegion"))
-        return json_response(check.to_dict())
-    job, _, _ = service.start_restore(body["target"], body.get("share"), body.get("restoreRegion"), "http", caller(req))
+        return json_response(service.check_restore(*args, **replace).to_dict())
+    job, _, _ = service.start_restore(*args, "http", caller(req), **replace)
     return _accepted(req, job)
 
 

@@ -95,7 +95,7 @@ class Cli:
 
     def cmd_restore(self, service: BackupService, args: argparse.Namespace) -> int:
         if args.dry_run:
-            check = service.check_restore(args.target, args.share, args.region)
+            check = service.check_restore(args.target, args.share, args.region, args.replace, args.confirm)
             lines = [
                 f"restore of {check.target.name}"
                 + (f" from {check.backup.share}" if check.backup else "")
@@ -107,9 +107,20 @@ class Cli:
 
         if args.wait:
             print(f"restoring {args.target} ...", file=self.err, flush=True)
-            job = service.restore(args.target, args.share, args.region, "cli", self.progress, caller="cli")
+            job = service.restore(
+                args.target,
+                args.share,
+                args.region,
+                "cli",
+                self.progress,
+                caller="cli",
+                replace=args.replace,
+                confirm=args.confirm,
+            )
         else:
-            job, _, _ = service.start_restore(args.target, args.share, args.region, "cli", caller="cli")
+            job, _, _ = service.start_restore(
+                args.target, args.share, args.region, "cli", caller="cli", replace=args.replace, confirm=args.confirm
+            )
         return self._started_or_done(service, args, job)
 
     def cmd_list(self, service: BackupService, args: argparse.Namespace) -> int:
@@ -200,6 +211,12 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--share", help="the backup share (default: the newest restorable one)")
     restore.add_argument("--region", help="restore region (default: RESTORE_REGION, else the backup's location)")
     restore.add_argument("--dry-run", action="store_true", help="check every precondition and show the plan")
+    restore.add_argument(
+        "--replace",
+        action="store_true",
+        help="delete the live instance first (needs ALLOW_REPLACE_RESTORE and --confirm)",
+    )
+    restore.add_argument("--confirm", help="the instance's name, repeated, to confirm --replace")
     restore.add_argument("--wait", action="store_true")
     listing = commands.add_parser("list", help="the backups of a target")
     listing.add_argument("--target", required=True)

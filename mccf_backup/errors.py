@@ -38,6 +38,11 @@ NoRestorableBackup = _error("NoRestorableBackup", "no_restorable_backup", 404, "
 BackupTooOld = _error("BackupTooOld", "backup_too_old", 422, "The backup is older than 90 days")
 InstanceExists = _error("InstanceExists", "instance_exists", 409, "The instance still exists")
 RestoreRegionRequired = _error("RestoreRegionRequired", "restore_region_required", 400, "No restore region known")
+ReplaceNotAllowed = _error("ReplaceNotAllowed", "replace_not_allowed", 403, "Replacing a live instance is switched off")
+ReplaceNotConfirmed = _error("ReplaceNotConfirmed", "replace_not_confirmed", 400, "The replace is not confirmed")
+ReplaceNeedsNewestBackup = _error(
+    "ReplaceNeedsNewestBackup", "replace_needs_newest_backup", 409, "A replace must use the newest good backup"
+)
 OperationInProgress = _error("OperationInProgress", "operation_in_progress", 409, "An operation is already running")
 OperationNotFound = _error("OperationNotFound", "operation_not_found", 404, "The operation does not exist")
 SecretNotFound = _error("SecretNotFound", "secret_not_found", 500, "The storage secret is missing")

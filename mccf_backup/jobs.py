@@ -14,7 +14,8 @@ import threading
 from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from . import clock
@@ -34,7 +35,7 @@ def new_job_id(now: dt.datetime | None = None) -> str:
 @dataclass
 class Job:
     id: str
-    kind: str  # backup | restore | delete (a share removed by pruning)
+    kind: str  # backup | restore | delete (a share removed by pruning) | delete_instance (replace-restore)
     target: str  # resource ID
     trigger: str  # timer | http | cli
     status: str = "running"  # running | succeeded | failed
@@ -50,6 +51,9 @@ class Job:
     retry_after: int = 10
     arm_status: str | None = None
     reason: str | None = None  # why a prune deleted a share
+    phase: str | None = None  # replace-restore: "deleting" the live instance, then "restoring"
+    related_job: str | None = None  # replace-restore: the delete job of the restore, and back
+    etag: str | None = dataclasses.field(default=None, compare=False, repr=False)  # from the table, not stored
 
     @property
     def done(self) -> bool:
@@ -90,18 +94,19 @@ class Job:
         entity = {"PartitionKey": PARTITION, "RowKey": self.id}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if item.name != "id" and value is not None:
+            if item.name not in ("id", "etag") and value is not None:
                 entity[item.name] = value
         return entity
 
     @classmethod
     def from_entity(cls, entity: dict) -> "Job":
-        names = {f.name for f in dataclasses.fields(cls)} - {"id"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"id", "etag"}
         values = {name: entity[name] for name in names if name in entity and entity[name] is not None}
         for name in ("started", "ended"):
             if name in values and isinstance(values[name], dt.datetime) and values[name].tzinfo is None:
                 values[name] = values[name].replace(tzinfo=dt.timezone.utc)
-        return cls(id=entity["RowKey"], **values)
+        metadata = getattr(entity, "metadata", None) or {}
+        return cls(id=entity["RowKey"], etag=metadata.get("etag"), **values)
 
 
 class JobStore:
@@ -128,7 +133,7 @@ class JobStore:
                                 raise
                         self._ready = True
             return function(*args, **kwargs)
-        except ResourceNotFoundError:
+        except (ResourceNotFoundError, ResourceModifiedError):
             raise
         except AzureError as exc:
             raise JobStoreUnavailable(
@@ -139,6 +144,21 @@ class JobStore:
     def save(self, job: Job) -> Job:
         self._call("record a job", self._table.upsert_entity, job.to_entity(), mode=UpdateMode.REPLACE)
         return job
+
+    def claim(self, job: Job) -> bool:
+        """Save ``job`` only if nobody changed it since it was read (ETag); False when another poll won."""
+        try:
+            self._call(
+                "record a job",
+                self._table.update_entity,
+                job.to_entity(),
+                mode=UpdateMode.REPLACE,
+                etag=job.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
 
     def get(self, job_id: str) -> Job:
         try:

@@ -24,6 +24,7 @@ from . import events
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
 from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
+from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed
 from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
 from .identity import get_credential
 from .jobs import Job, JobStore, new_job_id
@@ -93,6 +94,7 @@ class RestoreCheck:
     errors: list[MccfBackupError] = field(default_factory=list)
     backup: Backup | None = None
     region: str | None = None
+    replacing: bool = False  # a replace-restore that will delete the live instance first
 
     def add(self, name: str, ok: bool, detail: str, error: MccfBackupError | None = None) -> None:
         if not ok and error is not None:
@@ -117,6 +119,7 @@ class RestoreCheck:
             "target": str(self.target),
             "share": self.backup.share if self.backup else None,
             "restoreRegion": self.region,
+            "replacesLiveInstance": self.replacing,
             "backup": self.backup.to_dict() if self.backup else None,
             "checks": self.checks,
         }
@@ -127,9 +130,15 @@ class RestorePlan:
     target: Target
     backup: Backup
     region: str
+    replacing: bool = False
 
     def to_dict(self) -> dict:
-        return {"target": str(self.target), "backup": self.backup.to_dict(), "restoreRegion": self.region}
+        return {
+            "target": str(self.target),
+            "backup": self.backup.to_dict(),
+            "restoreRegion": self.region,
+            "replacesLiveInstance": self.replacing,
+        }
 
 
 class BackupService:
@@ -228,7 +237,14 @@ class BackupService:
         return summary
 
     # --- restore ---
-    def check_restore(self, reference: str, share: str | None = None, region: str | None = None) -> RestoreCheck:
+    def check_restore(
+        self,
+        reference: str,
+        share: str | None = None,
+        region: str | None = None,
+        replace: bool = False,
+        confirm: str | None = None,
+    ) -> RestoreCheck:
         """Every precondition of a restore, each with its verdict: the dry run, and the gate of a real one."""
         target = self.targets.resolve(reference)  # an unknown target is refused outright
         catalog = self.catalog()
@@ -287,7 +303,9 @@ class BackupService:
                 else RestoreFailed(f"Backup '{backup.share}' failed verification; choose another.", target=str(target)),
             )
         instance = self.arm.get(target)
-        if instance is None:
+        if replace:
+            self._check_replace(check, catalog, instance, confirm)
+        elif instance is None:
             check.add("instance_absent", True, f"'{target.name}' does not exist, as a restore requires")
         else:
             state = (instance.get("properties") or {}).get("provisioningState", "unknown")
@@ -319,16 +337,74 @@ class BackupService:
             )
         return check
 
-    def plan_restore(self, reference: str, share: str | None = None, region: str | None = None) -> RestorePlan:
+    def _check_replace(self, check: RestoreCheck, catalog: Catalog, instance: dict | None, confirm: str | None) -> None:
+        """Replacing a live instance: allowed by a setting, confirmed by name, newest good backup only."""
+        target = check.target
+        check.add(
+            "replace_allowed",
+            self.settings.allow_replace_restore,
+            "ALLOW_REPLACE_RESTORE is true",
+            ReplaceNotAllowed(
+                "Replacing a live instance is switched off. Set ALLOW_REPLACE_RESTORE=true to allow it, or "
+                "delete the instance yourself first.",
+                target=str(target),
+            ),
+        )
+        check.add(
+            "replace_confirmed",
+            confirm == target.name,
+            f"confirmed by name '{target.name}'",
+            ReplaceNotConfirmed(
+                f"To replace '{target.name}', repeat its exact name in 'confirm'.", target=str(target), field="confirm"
+            ),
+        )
+        newest = next((b for b in catalog.backups(target) if b.good), None)
+        if check.backup is not None:
+            is_newest = newest is not None and newest.share == check.backup.share
+            check.add(
+                "newest_backup",
+                is_newest,
+                f"{check.backup.share} is the newest good backup",
+                ReplaceNeedsNewestBackup(
+                    f"A replace must restore the newest good backup ({newest.share if newest else 'none'}), "
+                    f"not {check.backup.share}.",
+                    target=str(target),
+                    field="share",
+                ),
+            )
+        check.replacing = instance is not None
+        check.add(
+            "instance_absent",
+            True,
+            f"'{target.name}' exists and will be deleted first"
+            if instance
+            else f"'{target.name}' does not exist; nothing to delete",
+        )
+
+    def plan_restore(
+        self,
+        reference: str,
+        share: str | None = None,
+        region: str | None = None,
+        replace: bool = False,
+        confirm: str | None = None,
+    ) -> RestorePlan:
         """Every precondition, checked before any ARM write; raises the first that fails."""
-        check = self.check_restore(reference, share, region)
+        check = self.check_restore(reference, share, region, replace, confirm)
         check.raise_first()
-        return RestorePlan(check.target, check.backup, check.region)
+        return RestorePlan(check.target, check.backup, check.region, check.replacing)
 
     def start_restore(
-        self, reference: str, share: str | None, region: str | None, trigger: str, caller: str | None = None
+        self,
+        reference: str,
+        share: str | None,
+        region: str | None,
+        trigger: str,
+        caller: str | None = None,
+        replace: bool = False,
+        confirm: str | None = None,
     ):
-        plan = self.plan_restore(reference, share, region)
+        plan = self.plan_restore(reference, share, region, replace, confirm)
         job = Job(
             new_job_id(),
             "restore",
@@ -338,14 +414,46 @@ class BackupService:
             share=plan.backup.share,
             restore_region=plan.region,
         )
-
-        def start():
-            sas_url = self.storage().sas_url(RESTORE, self.operation_lifetime)
-            return self.arm.start_restore(plan.target, sas_url, plan.backup.share, plan.region)
-
-        started, initial = self._launch(job, start)
+        if plan.replacing:
+            delete = Job(
+                new_job_id(),
+                "delete_instance",
+                plan.target.resource_id,
+                trigger,
+                caller=caller,
+                share=plan.backup.share,
+                related_job=job.id,
+                reason=f"replace-restore: delete the live instance, then restore {plan.backup.share}",
+            )
+            job.phase, job.related_job = "deleting", delete.id
+            started, initial = self._launch(delete, lambda: self.arm.start_delete(plan.target))
+            self.jobs.save(job)
+            log.info("replace-restore %s: deleting %s first (job %s)", job.id, plan.target.resource_id, delete.id)
+            return job, started, initial
+        started, initial = self._launch(job, lambda: self._start_arm_restore(job))
         log.info("restore %s started for %s from %s", job.id, plan.target.resource_id, plan.backup.share)
         return job, started, initial
+
+    def _start_arm_restore(self, job: Job):
+        target = self.targets.resolve(job.target)
+        sas_url = self.storage().sas_url(RESTORE, self.operation_lifetime)
+        return self.arm.start_restore(target, sas_url, job.share, job.restore_region)
+
+    def _after_delete(self, job: Job, delete: Job, status: OperationStatus):
+        """The live instance's delete ended: record it, then start the restore (once, whoever polls)."""
+        if not delete.done:
+            self._finish(delete, status)
+        if delete.status != "succeeded":
+            job.fail(
+                RestoreFailed.code, f"Deleting the live instance before the restore failed: {delete.error_message}"
+            )
+            self.jobs.save(job)
+            self._outcome_event(job)
+            return None
+        job.phase = "restoring"
+        if not self.jobs.claim(job):
+            return None  # another poll is starting the restore
+        return self._launch(job, lambda: self._start_arm_restore(job))
 
     def restore(
         self,
@@ -355,10 +463,21 @@ class BackupService:
         trigger: str,
         progress: Progress | None = None,
         caller: str | None = None,
+        replace: bool = False,
+        confirm: str | None = None,
     ) -> Job:
-        job, started, initial = self.start_restore(reference, share, region, trigger, caller)
+        job, started, initial = self.start_restore(reference, share, region, trigger, caller, replace, confirm)
         target = self.targets.resolve(job.target)
-        status = self.arm.wait(started, initial, target, self.operation_lifetime.total_seconds(), progress)
+        timeout = self.operation_lifetime.total_seconds()
+        if job.phase == "deleting":
+            delete = self.jobs.get(job.related_job)
+            status = self.arm.wait(started, initial, target, timeout, progress)
+            job = self.jobs.get(job.id)
+            launched = self._after_delete(job, delete, status)
+            if launched is None:
+                return self.jobs.get(job.id)
+            started, initial = launched
+        status = self.arm.wait(started, initial, target, timeout, progress)
         return self._finish(job, status)
 
     # --- following an operation started over HTTP ---
@@ -368,6 +487,18 @@ class BackupService:
         if job.done:
             return job
         target = self.targets.resolve(job.target)
+        if job.phase == "deleting":
+            delete = self.jobs.get(job.related_job)
+            status = delete_status = self.arm.status(
+                StartedOperation(delete.status_url, delete.location_url, delete.retry_after, False), target
+            )
+            if not delete_status.done:
+                job.arm_status, job.retry_after = "Deleting", delete_status.retry_after
+                return job
+            self._after_delete(job, delete, status)
+            return self.jobs.get(job_id)
+        if not (job.status_url or job.location_url):
+            return job  # a replace-restore whose restore another poll is starting right now
         started = StartedOperation(job.status_url, job.location_url, job.retry_after, False)
         status = self.arm.status(started, target)
         if not status.done:
@@ -377,7 +508,8 @@ class BackupService:
 
     def _launch(self, job: Job, start: Callable[[], tuple[StartedOperation, PipelineResponse]]):
         """Run ``start`` (the ARM call and what it needs) and record the job, whatever the outcome."""
-        events.emit(f"{job.kind}.attempt", target=job.target, trigger=job.trigger, job=job.id)
+        if job.kind in ("backup", "restore"):
+            events.emit(f"{job.kind}.attempt", target=job.target, trigger=job.trigger, job=job.id)
         try:
             started, initial = start()
         except MccfBackupError as err:
@@ -403,14 +535,18 @@ class BackupService:
             )
         elif job.kind == "backup":
             self._finish_backup(job, target)
-        else:
+        elif job.kind == "restore":
             self._finish_restore(job, target)
+        else:
+            job.succeed()
         self.jobs.save(job)
         log.info("%s %s of %s ended %s", job.kind, job.id, job.target, job.status)
         self._outcome_event(job)
         return job
 
     def _outcome_event(self, job: Job) -> None:
+        if job.kind not in ("backup", "restore"):
+            return
         if job.status == "succeeded":
             events.emit(
                 f"{job.kind}.success",

@@ -64,6 +64,7 @@ class Settings:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_overrides: dict[str, RetentionPolicy] = field(default_factory=dict)  # resource ID (lower) -> policy
     rpo_hours: int = DEFAULT_RPO_HOURS
+    allow_replace_restore: bool = False
 
     def retention_for(self, target: Target) -> RetentionPolicy:
         return self.retention_overrides.get(target.resource_id.lower(), self.retention)
@@ -152,6 +153,9 @@ class Settings:
         concurrency = integer("BACKUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 64)
         timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
         rpo_hours = integer("RPO_HOURS", DEFAULT_RPO_HOURS, 1, 24 * 90)
+        allow_replace = get("ALLOW_REPLACE_RESTORE").lower()
+        if allow_replace not in ("", "true", "false"):
+            problems.append(f"ALLOW_REPLACE_RESTORE must be true or false, not '{allow_replace}'")
         defaults = RetentionPolicy()
         fraction_raw = get("RETENTION_MAX_DELETE_FRACTION")
         fraction = defaults.max_delete_fraction
@@ -189,6 +193,7 @@ class Settings:
             retention=retention,
             retention_overrides=overrides,
             rpo_hours=rpo_hours,
+            allow_replace_restore=allow_replace == "true",
         )
 
 

@@ -34,3 +34,11 @@ def test_every_error_code_is_listed_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for error in errors.ALL_ERRORS:
         assert f"`{error.code}`" in readme, error.code
+
+
+def test_every_event_name_is_listed_in_the_readme():
+    from mccf_backup import events
+
+    readme = (REPO / "README.md").read_text()
+    for name in events.ALL:
+        assert f"`{name}`" in readme, name
