@@ -43,6 +43,16 @@ def list_backups(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"target": target.resource_id, "backups": [b.to_dict() for b in backups]})
 
 
+@bp.route(route="backups/{share}/verify", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
+    body = json_body(req, {"target": str}, required=("target",))
+    job = BackupService.from_environment().request_verify(
+        body["target"], req.route_params.get("share", ""), "http", caller(req)
+    )
+    return _accepted(req, job)
+
+
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:

@@ -47,3 +47,11 @@ def scheduled_prune(timer: func.TimerRequest) -> None:
 def scheduled_health(timer: func.TimerRequest) -> None:
     findings = BackupService.from_environment().health()
     log.info("Health check: %d findings.", len(findings))
+
+
+@bp.timer_trigger(schedule="%VERIFY_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def scheduled_verify(timer: func.TimerRequest) -> None:
+    """Verify new backups (and queued requests) after they finish: heavy work stays out of HTTP requests."""
+    jobs = BackupService.from_environment().run_verifications("timer")
+    invalid = [job for job in jobs if job.status == "failed"]
+    log.info("Verification: %d backups verified, %d did not verify.", len(jobs) - len(invalid), len(invalid))

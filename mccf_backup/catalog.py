@@ -30,11 +30,20 @@ META_STARTED = "mccfbackup_started"
 META_ENDED = "mccfbackup_ended"
 META_OUTCOME = "mccfbackup_outcome"
 META_LOCATION = "mccfbackup_location"
-META_VERIFIED = "mccfbackup_verified"
+META_VERIFIED = "mccfbackup_verified"  # "true" | "false", set by verification
+META_VERIFIED_AT = "mccfbackup_verified_at"
+META_LAST_SEQNO = "mccfbackup_last_seqno"
+META_SERVICE_IDENTITY = "mccfbackup_service_identity"
+META_VERIFY_REASON = "mccfbackup_verify_reason"
 
 
 def utcnow() -> dt.datetime:
     return clock.utcnow()
+
+
+def metadata_text(text: str, limit: int = 512) -> str:
+    """Share metadata values are single-line ASCII: fold whitespace, replace the rest, bound the length."""
+    return " ".join(text.split()).encode("ascii", "replace").decode()[:limit]
 
 
 def check_share_name(name: str) -> str:
@@ -68,8 +77,8 @@ class Backup:
 
     @property
     def good(self) -> bool:
-        """A backup the catalog counts on: its job succeeded, or it predates tagging (untagged)."""
-        return self.outcome in (None, "succeeded")
+        """A backup the catalog counts on: its job succeeded (or it is untagged) and it did not fail verification."""
+        return self.outcome in (None, "succeeded") and self.metadata.get(META_VERIFIED) != "false"
 
     def tagged_for(self, target: Target) -> bool:
         return (self.metadata.get(META_TARGET) or "").lower() == target.resource_id.lower()
@@ -86,6 +95,8 @@ class Backup:
             "job": self.metadata.get(META_JOB),
             "trigger": self.metadata.get(META_TRIGGER),
             "outcome": self.outcome,
+            "verified": {"true": True, "false": False}.get(self.metadata.get(META_VERIFIED, "")),
+            "verifyReason": self.metadata.get(META_VERIFY_REASON),
         }
 
 

@@ -169,6 +169,39 @@ class Cli:
         self.emit(args, [r.to_dict() for r in results], "\n".join(lines))
         return 1 if any(j.status == "failed" for r in results for j in r.jobs) else 0
 
+    def cmd_verify(self, service: BackupService, args: argparse.Namespace) -> int:
+        def bar(done: int, total: int) -> None:
+            width = 30
+            filled = int(width * done / total) if total else width
+            print(
+                f"\r  [{'#' * filled}{'.' * (width - filled)}] {done / 2**20:7.1f} / {total / 2**20:.1f} MiB",
+                end="",
+                file=self.err,
+                flush=True,
+            )
+
+        job, report = service.verify(args.target, args.share, "cli", progress=None if args.json else bar)
+        if not args.json:
+            print(file=self.err)
+        lines = [f"{report.share}: {report.verdict.upper()}"]
+        lines += [f"  reason: {reason}" for reason in report.reasons]
+        lines += [
+            f"  chunks: {len(report.chunks)} (seqno {report.first_seqno}-{report.last_seqno}), "
+            f"{report.transactions} transactions, {report.bytes / 2**20:.2f} MiB",
+            f"  signatures verified: {report.signatures}, last verified transaction: {report.last_verified_txid}",
+            f"  unverified remainder: the final signature transaction (seqno {report.unverified_from_seqno}) and "
+            "anything after it, covered by no later signature",
+            f"  service identity (SHA-256 of the service certificate): {report.service_identity}",
+            f"  snapshots: {', '.join(report.snapshots) or 'none'}; uncommitted: "
+            f"{', '.join(report.uncommitted) or 'none'}; ignored: {', '.join(report.ignored) or 'none'}",
+        ]
+        self.emit(
+            args,
+            {"job": job.to_dict(), "report": {k: v for k, v in report.to_dict().items() if k != "service_certificate"}},
+            "\n".join(lines),
+        )
+        return 0 if report.valid else 1
+
     def cmd_status(self, service: BackupService, args: argparse.Namespace) -> int:
         report = service.status()
         rows = [
@@ -227,8 +260,11 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--target", help="one target (default: all)")
     prune.add_argument("--apply", action="store_true", help="delete what the plan says")
     prune.add_argument("--override", action="store_true", help="allow deleting past the deletion cap")
+    verify = commands.add_parser("verify", help="verify a backup's ledger files offline")
+    verify.add_argument("--target", required=True)
+    verify.add_argument("--share", help="the backup share (default: the newest good one)")
     commands.add_parser("status", help="health per target")
-    for sub in (backup, restore, listing, jobs, prune, commands.choices["status"]):
+    for sub in (backup, restore, listing, jobs, prune, verify, commands.choices["status"]):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return root
 

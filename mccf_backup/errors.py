@@ -51,6 +51,7 @@ SasUnusable = _error("SasUnusable", "storage_sas_unusable", 500, "The stored SAS
 PermissionDenied = _error("PermissionDenied", "permission_denied", 502, "The app's identity lacks a permission")
 AuthenticationFailed = _error("AuthenticationFailed", "authentication_failed", 502, "No token for the app's identity")
 AzureRequestFailed = _error("AzureRequestFailed", "azure_request_failed", 502, "An Azure request failed")
+VerificationFailed = _error("VerificationFailed", "verification_failed", 422, "The backup's ledger did not verify")
 BackupFailed = _error("BackupFailed", "backup_failed", 502, "The backup operation failed")
 RestoreFailed = _error("RestoreFailed", "restore_failed", 502, "The restore operation failed")
 OperationTimedOut = _error("OperationTimedOut", "operation_timed_out", 504, "The operation did not finish in time")

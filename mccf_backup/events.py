@@ -19,6 +19,8 @@ BACKUP_FAILURE = "backup.failure"
 RESTORE_ATTEMPT = "restore.attempt"
 RESTORE_SUCCESS = "restore.success"
 RESTORE_FAILURE = "restore.failure"
+VERIFY_SUCCESS = "verify.success"
+VERIFY_FAILURE = "verify.failure"
 PRUNE_DELETED = "prune.deleted"
 PRUNE_CAPPED = "prune.capped"
 HEALTH_RPO_BREACH = "health.rpo_breach"
@@ -30,6 +32,8 @@ ALL = (
     RESTORE_ATTEMPT,
     RESTORE_SUCCESS,
     RESTORE_FAILURE,
+    VERIFY_SUCCESS,
+    VERIFY_FAILURE,
     PRUNE_DELETED,
     PRUNE_CAPPED,
     HEALTH_RPO_BREACH,

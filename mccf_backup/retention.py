@@ -7,7 +7,8 @@ policy says, these invariants hold:
 
 - the newest successful backup, and the newest verified one, are never deleted;
 - a backup whose operation may still be running, or younger than the minimum age, is kept;
-- a share that is not a backup of the target is never touched;
+- a share that is not a backup of the target, or one on hold (a failed verification is evidence),
+  is never touched;
 - no more than ``max_delete_fraction`` of a target's backups are deleted in one run unless the
   operator overrides: past the cap nothing is deleted and the plan says why.
 """
@@ -46,6 +47,7 @@ class Candidate:
     verified: bool = False
     running: bool = False
     belongs: bool = True  # name pattern and metadata both say it is this target's backup
+    hold: str | None = None  # a reason never to delete it (e.g. failed verification: evidence)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def plan_retention(
             protected[backup.share].append("not a backup of this target: never touched")
         if backup.running:
             protected[backup.share].append("its backup operation may still be running")
+        if backup.hold:
+            protected[backup.share].append(backup.hold)
         if now - backup.created < dt.timedelta(hours=policy.min_age_hours):
             protected[backup.share].append(f"younger than the minimum age ({policy.min_age_hours} h)")
     if good:

@@ -24,7 +24,7 @@ from . import events
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
 from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
-from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed
+from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed, VerificationFailed
 from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
 from .identity import get_credential
 from .jobs import Job, JobStore, new_job_id
@@ -33,6 +33,7 @@ from .retention import Candidate, RetentionPlan, plan_retention
 from .settings import Settings
 from .storage_config import BACKUP, RESTORE, StorageConfig, load_storage_config
 from .targets import Target, TargetSet
+from .verification import Previous, VerificationReport, verify_share
 
 log = logging.getLogger("mccf_backup")
 # Share timestamps come from the Managed CCF service's clock; allow for skew when matching a new share.
@@ -484,7 +485,7 @@ class BackupService:
     def refresh(self, job_id: str) -> Job:
         """Look at a job once; on the poll that sees the ARM operation end, finish it (idempotent)."""
         job = self.jobs.get(job_id)
-        if job.done:
+        if job.done or job.kind == "verify":  # verify jobs are run by the verify timer, never by a poll
             return job
         target = self.targets.resolve(job.target)
         if job.phase == "deleting":
@@ -647,6 +648,11 @@ class BackupService:
                         and backup.created >= oldest_running - SHARE_CLOCK_SKEW
                     ),
                     belongs=backup.tagged_for(target),
+                    hold=(
+                        "failed verification: kept as evidence"
+                        if backup.metadata.get(cat.META_VERIFIED) == "false"
+                        else None
+                    ),
                 )
                 for backup in catalog.backups(target)
             ]
@@ -677,6 +683,116 @@ class BackupService:
             job.fail(err.code, err.message)
         self.jobs.save(job)
         return job
+
+    # --- verification ---
+    def request_verify(self, reference: str, share: str, trigger: str, caller: str | None = None) -> Job:
+        """Queue a verification for the verify timer (HTTP: the work never runs inside a request)."""
+        target = self.targets.resolve(reference)
+        self.catalog().get(target, share)  # exists and belongs to the target, or a clear error now
+        job = Job(new_job_id(), "verify", target.resource_id, trigger, caller=caller, share=share, phase="queued")
+        return self.jobs.save(job)
+
+    def verify(
+        self,
+        reference: str,
+        share: str | None = None,
+        trigger: str = "cli",
+        progress: Callable[[int, int], None] | None = None,
+        job: Job | None = None,
+    ) -> tuple[Job, VerificationReport]:
+        """Verify one backup (default: the newest good one), tag the verdict on the share, record the job."""
+        target = self.targets.resolve(reference)
+        catalog = self.catalog()
+        backups = [b for b in catalog.backups(target) if b.good]
+        if share:
+            backup = catalog.get(target, share)
+        elif backups:
+            backup = backups[0]
+        else:
+            raise NoRestorableBackup(f"'{target.name}' has no backup to verify.", target=str(target))
+        job = job or Job(new_job_id(), "verify", target.resource_id, trigger, share=backup.share)
+        job.phase = None
+        earlier = next(
+            (b for b in backups if b.created < backup.created and b.metadata.get(cat.META_VERIFIED) == "true"), None
+        )
+        previous = None
+        if earlier is not None:
+            seqno = earlier.metadata.get(cat.META_LAST_SEQNO)
+            previous = Previous(
+                earlier.share,
+                int(seqno) if seqno and seqno.isdigit() else None,
+                earlier.metadata.get(cat.META_SERVICE_IDENTITY),
+            )
+        try:
+            report = verify_share(self.storage().service_client().get_share_client(backup.share), previous, progress)
+        except MccfBackupError as err:
+            job.fail(err.code, err.message)
+            self.jobs.save(job)
+            raise
+        metadata = {
+            cat.META_VERIFIED: "true" if report.valid else "false",
+            cat.META_VERIFIED_AT: clock.utcnow().isoformat(),
+            cat.META_VERIFY_REASON: cat.metadata_text("; ".join(report.reasons)) or "valid",
+        }
+        if report.last_seqno is not None:
+            metadata[cat.META_LAST_SEQNO] = str(report.last_seqno)
+        if report.service_identity:
+            metadata[cat.META_SERVICE_IDENTITY] = report.service_identity
+        catalog.tag(backup.share, metadata)
+        if report.valid:
+            job.succeed()
+            job.reason = (
+                f"{len(report.chunks)} chunks, seqno {report.first_seqno}-{report.last_seqno}, "
+                f"{report.signatures} signatures, verified to {report.last_verified_txid}"
+            )
+            events.emit(
+                events.VERIFY_SUCCESS,
+                target=target.resource_id,
+                share=backup.share,
+                job=job.id,
+                lastSeqno=report.last_seqno,
+                signatures=report.signatures,
+                bytes=report.bytes,
+            )
+        else:
+            job.fail(VerificationFailed.code, "; ".join(report.reasons))
+            events.emit(
+                events.VERIFY_FAILURE,
+                logging.ERROR,
+                target=target.resource_id,
+                share=backup.share,
+                job=job.id,
+                reason=job.error_message,
+            )
+        self.jobs.save(job)
+        return job, report
+
+    def run_verifications(self, trigger: str = "timer") -> list[Job]:
+        """The verify timer: queued requests first, then good backups never verified, newest first."""
+        done: list[Job] = []
+        queued = [j for j in self.jobs.list(kind="verify", limit=200) if j.phase == "queued" and not j.done]
+        for job in queued[: self.settings.verify_max_per_run]:
+            done.append(self._verify_quietly(job.target, job.share, trigger, job))
+        budget = self.settings.verify_max_per_run - len(done)
+        catalog = self.catalog()
+        for target in self.targets:
+            for backup in catalog.backups(target):
+                if budget <= 0:
+                    return done
+                if backup.tagged_for(target) and backup.good and cat.META_VERIFIED not in backup.metadata:
+                    done.append(self._verify_quietly(target.resource_id, backup.share, trigger, None))
+                    budget -= 1
+        return done
+
+    def _verify_quietly(self, target: str, share: str, trigger: str, job: Job | None) -> Job:
+        try:
+            return self.verify(target, share, trigger, job=job)[0]
+        except MccfBackupError as err:
+            failed = job or Job(new_job_id(), "verify", target, trigger, share=share)
+            if not failed.done:
+                failed.fail(err.code, err.message)
+                self._save_quietly(failed)
+            return failed
 
     # --- health ---
     def health(self) -> list[dict]:
@@ -738,6 +854,9 @@ class BackupService:
                     "newestBackup": newest.to_dict(now) if newest else None,
                     "newestBackupAgeHours": round(newest.age(now).total_seconds() / 3600, 2) if newest else None,
                     "oldestRestorableBackup": restorable[-1].to_dict(now) if restorable else None,
+                    "newestVerifiedBackup": next(
+                        (b.to_dict(now) for b in backups if b.metadata.get(cat.META_VERIFIED) == "true"), None
+                    ),
                     "backupCount": len(backups),
                     "totalSizeBytes": sum(catalog.usage_bytes(b.share) for b in backups),
                     "rpoHours": self.settings.rpo_hours,

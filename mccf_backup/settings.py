@@ -65,6 +65,7 @@ class Settings:
     retention_overrides: dict[str, RetentionPolicy] = field(default_factory=dict)  # resource ID (lower) -> policy
     rpo_hours: int = DEFAULT_RPO_HOURS
     allow_replace_restore: bool = False
+    verify_max_per_run: int = 10
 
     def retention_for(self, target: Target) -> RetentionPolicy:
         return self.retention_overrides.get(target.resource_id.lower(), self.retention)
@@ -126,7 +127,12 @@ class Settings:
         region = get("RESTORE_REGION") or None
         if region and not _REGION.match(region):
             problems.append(f"RESTORE_REGION '{region}' is not an Azure region name")
-        for name in ("BACKUP_SCHEDULE", "PRUNE_SCHEDULE", "HEALTH_SCHEDULE"):  # the Functions host reads these
+        for name in (
+            "BACKUP_SCHEDULE",
+            "PRUNE_SCHEDULE",
+            "HEALTH_SCHEDULE",
+            "VERIFY_SCHEDULE",
+        ):  # the Functions host reads these
             schedule = get(name)
             if schedule and len(schedule.split()) != 6:
                 problems.append(
@@ -153,6 +159,7 @@ class Settings:
         concurrency = integer("BACKUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 64)
         timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
         rpo_hours = integer("RPO_HOURS", DEFAULT_RPO_HOURS, 1, 24 * 90)
+        verify_max = integer("VERIFY_MAX_PER_RUN", 10, 0, 1000)
         allow_replace = get("ALLOW_REPLACE_RESTORE").lower()
         if allow_replace not in ("", "true", "false"):
             problems.append(f"ALLOW_REPLACE_RESTORE must be true or false, not '{allow_replace}'")
@@ -194,6 +201,7 @@ class Settings:
             retention_overrides=overrides,
             rpo_hours=rpo_hours,
             allow_replace_restore=allow_replace == "true",
+            verify_max_per_run=verify_max,
         )
 
 

@@ -46,7 +46,7 @@ def run(inp: IO[str], out: IO[str]) -> int:
             report["last_seqno"] = seqnos[1]
         except Exception as exc:  # noqa: BLE001 - every validator failure means the ledger is invalid
             report["ok"] = False
-            detail = str(exc).replace(os.path.dirname(path) + os.sep, "")[:500] or "no detail"
+            detail = " ".join(str(exc).replace(os.path.dirname(path) + os.sep, "").split())[:500] or "no detail"
             report["reason"] = f"{os.path.basename(path)}: {type(exc).__name__}: {detail}"
         report["transactions"] += transactions
         _send(out, {"chunk_done": os.path.basename(path), "transactions": transactions})

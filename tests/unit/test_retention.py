@@ -20,6 +20,7 @@ candidates = st.builds(
     verified=st.booleans(),
     running=st.booleans(),
     belongs=st.booleans(),
+    hold=st.sampled_from([None, None, "evidence"]),
 )
 catalogs = st.lists(candidates, max_size=60, unique_by=lambda c: c.share)
 policies = st.builds(
@@ -55,7 +56,12 @@ def test_invariants_hold_for_any_catalog_and_policy(backups, policy, override):
         newest_verified = next((b for b in good if b.verified), None)
         assert newest_verified is None or newest_verified.share not in gone
     for backup in backups:
-        if backup.running or not backup.belongs or NOW - backup.created < dt.timedelta(hours=policy.min_age_hours):
+        if (
+            backup.running
+            or not backup.belongs
+            or backup.hold
+            or NOW - backup.created < dt.timedelta(hours=policy.min_age_hours)
+        ):
             assert backup.share not in gone
     if not override:
         assert len(gone) <= math.floor(policy.max_delete_fraction * len(backups))
