@@ -252,12 +252,12 @@ class BackupService:
         now = clock.utcnow()
         check = RestoreCheck(target)
         backup: Backup | None = None
+        good = [b for b in catalog.backups(target) if b.good]  # listed once for every check below
         try:
             if share:
                 backup = catalog.get(target, share)
                 check.add("backup_exists", True, f"share '{share}' is a backup of {target.name}")
             else:
-                good = [b for b in catalog.backups(target) if b.good]
                 restorable = [b for b in good if b.restorable(now)]
                 if not restorable:
                     raise NoRestorableBackup(
@@ -279,7 +279,7 @@ class BackupService:
                     "before the 90-day restore limit",
                 )
             else:
-                newest = next((b.share for b in catalog.backups(target) if b.good and b.restorable(now)), None)
+                newest = next((b.share for b in good if b.restorable(now)), None)
                 check.add(
                     "backup_age",
                     False,
@@ -301,11 +301,13 @@ class BackupService:
                 ),
                 None
                 if verified != "false"
-                else RestoreFailed(f"Backup '{backup.share}' failed verification; choose another.", target=str(target)),
+                else VerificationFailed(
+                    f"Backup '{backup.share}' failed verification; choose another.", target=str(target), field="share"
+                ),
             )
         instance = self.arm.get(target)
         if replace:
-            self._check_replace(check, catalog, instance, confirm)
+            self._check_replace(check, good, instance, confirm)
         elif instance is None:
             check.add("instance_absent", True, f"'{target.name}' does not exist, as a restore requires")
         else:
@@ -338,7 +340,9 @@ class BackupService:
             )
         return check
 
-    def _check_replace(self, check: RestoreCheck, catalog: Catalog, instance: dict | None, confirm: str | None) -> None:
+    def _check_replace(
+        self, check: RestoreCheck, good: list[Backup], instance: dict | None, confirm: str | None
+    ) -> None:
         """Replacing a live instance: allowed by a setting, confirmed by name, newest good backup only."""
         target = check.target
         check.add(
@@ -359,7 +363,7 @@ class BackupService:
                 f"To replace '{target.name}', repeat its exact name in 'confirm'.", target=str(target), field="confirm"
             ),
         )
-        newest = next((b for b in catalog.backups(target) if b.good), None)
+        newest = good[0] if good else None
         if check.backup is not None:
             is_newest = newest is not None and newest.share == check.backup.share
             check.add(
