@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OAV := tools/oav/node_modules/.bin/oav
 AZURITE := tools/azurite/node_modules/.bin/azurite-table
 
-.PHONY: demo test lint emulator clean
+.PHONY: demo test lint emulator bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test: $(STAMP) $(OAV) $(AZURITE)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench.verify
 
 clean:
 	rm -rf $(VENV) tools/oav/node_modules tools/azurite/node_modules .state

@@ -33,6 +33,7 @@ SNAPSHOT_DIR = "snapshots"
 COMMITTED = re.compile(r"^ledger_(\d+)-(\d+)\.committed$")
 UNCOMMITTED = re.compile(r"^ledger_(\d+)(-(\d+))?(\.recovery)?$")
 Progress = Callable[[int, int], None]  # bytes done, bytes total
+DOWNLOAD_CONCURRENCY = 4  # parallel range downloads of one chunk, overlapped with validating the previous
 
 
 @dataclass
@@ -55,6 +56,7 @@ class VerificationReport:
     ignored: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     bytes: int = 0
+    validator_peak_rss_kib: int | None = None
 
     @property
     def valid(self) -> bool:
@@ -149,13 +151,17 @@ def verify_share(
             waiting: Path | None = None  # the chunk the worker has, deleted once it answers
             for name, _ in committed:
                 local = Path(scratch) / name
+                done_before = report.bytes
+
+                def hook(current: int, _total: int | None, base: int = done_before) -> None:
+                    if progress:
+                        progress(base + current, total)
+
                 with open(local, "wb") as handle:
-                    downloader = share.get_file_client(f"{LEDGER_DIR}/{name}").download_file()
-                    for piece in downloader.chunks():
-                        handle.write(piece)
-                        report.bytes += len(piece)
-                        if progress:
-                            progress(report.bytes, total)
+                    downloader = share.get_file_client(f"{LEDGER_DIR}/{name}").download_file(
+                        max_concurrency=DOWNLOAD_CONCURRENCY, progress_hook=hook
+                    )
+                    report.bytes += downloader.readinto(handle)
                 if waiting is not None:
                     _ack(worker, waiting)
                 worker.stdin.write(json.dumps({"chunk": str(local)}) + "\n")
@@ -183,6 +189,7 @@ def verify_share(
     if report.last_seqno is not None and result["last_verified_seqno"]:
         report.unverified_from_seqno = result["last_verified_seqno"]
     report.service_certificate = result["service_cert"]
+    report.validator_peak_rss_kib = result.get("peak_rss_kib")
     report.service_identity = service_identity(result["service_cert"])
     return _conclude(report, previous)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 from typing import IO
 
@@ -52,6 +53,7 @@ def run(inp: IO[str], out: IO[str]) -> int:
         _send(out, {"chunk_done": os.path.basename(path), "transactions": transactions})
     txid = validator.last_verified_txid()
     report.update(
+        peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         signatures=getattr(validator, "signature_count", 0),
         last_verified_txid=f"{txid.view}.{txid.seqno}",
         last_verified_seqno=txid.seqno,
