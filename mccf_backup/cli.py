@@ -180,7 +180,13 @@ class Cli:
                 flush=True,
             )
 
-        job, report = service.verify(args.target, args.share, "cli", progress=None if args.json else bar)
+        share = args.share or args.share_name
+        target = args.target or (
+            share and next((t.resource_id for t in service.targets if share.startswith(t.share_prefix)), None)
+        )
+        if not target:
+            raise errors.InvalidRequest("Name the backup's --target (or a share named <app>-<timestamp> of a target).")
+        job, report = service.verify(target, share, "cli", progress=None if args.json else bar)
         if not args.json:
             print(file=self.err)
         lines = [f"{report.share}: {report.verdict.upper()}"]
@@ -261,8 +267,9 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--apply", action="store_true", help="delete what the plan says")
     prune.add_argument("--override", action="store_true", help="allow deleting past the deletion cap")
     verify = commands.add_parser("verify", help="verify a backup's ledger files offline")
-    verify.add_argument("--target", required=True)
-    verify.add_argument("--share", help="the backup share (default: the newest good one)")
+    verify.add_argument("share_name", nargs="?", metavar="SHARE", help="the backup share")
+    verify.add_argument("--target", help="app name or resource ID (default: the target the share belongs to)")
+    verify.add_argument("--share", help="the backup share (default: the newest good one of --target)")
     commands.add_parser("status", help="health per target")
     for sub in (backup, restore, listing, jobs, prune, verify, commands.choices["status"]):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")

@@ -79,11 +79,15 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                 done = poll_like_logic_apps(accepted)
                 say(f"    {done.status_code} {done.json().get('status')}: share {done.json().get('share')}")
 
+                say("==> the verify timer checks the new backups' ledger files offline")
+                verified = http("POST", f"{server.url}/admin/functions/scheduled_verify", params=key)
+                say(f"    verify timer: {'done' if verified.status_code == 202 else 'FAILED ' + verified.text}")
+
                 say(f"==> catalog of {first_app}")
                 for backup in http("GET", f"{api}/backups", params={**key, "target": first_app}).json()["backups"]:
                     say(
-                        f"    {backup['share']}  trigger={backup['trigger']}  restorable={backup['restorable']} "
-                        f"({backup['restorableDaysLeft']} days left)"
+                        f"    {backup['share']}  trigger={backup['trigger']}  verified={backup['verified']}  "
+                        f"restorable={backup['restorable']} ({backup['restorableDaysLeft']} days left)"
                     )
 
                 say(f"==> restore while {first_app} exists is refused before any ARM call")

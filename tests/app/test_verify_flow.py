@@ -81,7 +81,7 @@ def test_a_corrupted_backup_fails_verification_and_is_treated_as_such(api, app_e
     data = bytearray(chunk.download_file().readall())
     data[len(data) // 3] ^= 0x01
     chunk.upload_file(bytes(data))
-    code, out, _ = run_cli("verify", "--target", app, "--share", bad)
+    code, out, _ = run_cli("verify", bad)  # the target is found from the share's name
     assert code == 1 and f"{bad}: INVALID" in out and "reason:" in out
     assert share_client(emulator, bad).get_share_properties().metadata["mccfbackup_verified"] == "false"
     assert any("verify.failure" in r.getMessage() for r in caplog.records)
