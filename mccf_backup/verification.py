@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.storage.fileshare import ShareClient
 
 from .errors import AzureRequestFailed, ShareNotFound
@@ -139,11 +139,13 @@ def verify_share(
     total = sum(size for _, size in committed)
     if report.reasons:
         return _conclude(report, previous)
+    # stderr goes to a file, not a pipe: a chatty validator must not block on a full pipe nobody reads
+    errors_file = tempfile.TemporaryFile(mode="w+")
     worker = subprocess.Popen(
         [sys.executable, "-m", "mccf_backup.verify_worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors_file,
         text=True,
     )
     try:
@@ -173,12 +175,18 @@ def verify_share(
             worker.stdin.close()
             result = _read(worker).get("report")
             worker.wait(timeout=60)
-    except (HttpResponseError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        worker.kill()
+    except (AzureError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
         report.reasons.append(f"verification could not complete: {type(exc).__name__}: {redact(str(exc))[:300]}")
         return _conclude(report, previous)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        errors_file.seek(0)
+        worker_errors = errors_file.read()
+        errors_file.close()
     if result is None:
-        report.reasons.append(f"the validator process failed: {redact(worker.stderr.read())[-500:]}")
+        report.reasons.append(f"the validator process failed: {redact(worker_errors)[-500:]}")
         return _conclude(report, previous)
     if not result["ok"]:
         report.reasons.append(f"the ledger does not validate: {result['reason']}")

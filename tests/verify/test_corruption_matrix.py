@@ -129,3 +129,11 @@ def test_each_corruption_is_detected_with_a_clear_reason(emulator, case):
     report = verify_share(share_with(emulator, files), previous)
     assert report.verdict == "invalid", f"{case} passed verification"
     assert any(reason in r for r in report.reasons), report.reasons
+
+
+def test_a_storage_failure_mid_verification_is_an_invalid_verdict_and_leaves_no_worker(emulator):
+    share = share_with(emulator, CHUNKS)
+    emulator.faults.fail_next("file", 403, count=None, method="GET", path="ledger_16-26", code="AuthorizationFailure")
+    report = verify_share(share)
+    assert report.verdict == "invalid"
+    assert "verification could not complete" in report.reasons[0]
