@@ -7,10 +7,11 @@ import re
 import azure.functions as func
 
 from mccf_backup import errors
+from mccf_backup.authz import authorize
 from mccf_backup.jobs import Job
 from mccf_backup.service import BackupService
 
-from .http_helpers import STATUS_BY_CODE, caller, handles_errors, json_body, json_response, operation_url, problem
+from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
 
 bp = func.Blueprint()
 JOB_ID = re.compile(r"^\d{13}[0-9a-f]{8}$")
@@ -28,45 +29,50 @@ def _accepted(req: func.HttpRequest, job: Job) -> func.HttpResponse:
 @bp.route(route="backups", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_backup(req: func.HttpRequest) -> func.HttpResponse:
+    service = BackupService.from_environment()
+    who = authorize(req.headers, "backup", service.settings)
     body = json_body(req, {"target": str}, required=("target",))
-    job, _, _ = BackupService.from_environment().start_backup(body["target"], "http", caller(req))
+    job, _, _ = service.start_backup(body["target"], "http", who)
     return _accepted(req, job)
 
 
 @bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def list_backups(req: func.HttpRequest) -> func.HttpResponse:
+    service = BackupService.from_environment()
+    authorize(req.headers, "read", service.settings)
     reference = req.params.get("target")
     if not reference:
         raise errors.InvalidRequest("Query parameter 'target' (app name or resource ID) is required.", field="target")
-    target, backups = BackupService.from_environment().list_backups(reference)
+    target, backups = service.list_backups(reference)
     return json_response({"target": target.resource_id, "backups": [b.to_dict() for b in backups]})
 
 
 @bp.route(route="backups/{share}/verify", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
+    service = BackupService.from_environment()
+    who = authorize(req.headers, "backup", service.settings)
     body = json_body(req, {"target": str}, required=("target",))
-    job = BackupService.from_environment().request_verify(
-        body["target"], req.route_params.get("share", ""), "http", caller(req)
-    )
+    job = service.request_verify(body["target"], req.route_params.get("share", ""), "http", who)
     return _accepted(req, job)
 
 
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:
+    service = BackupService.from_environment()
+    who = authorize(req.headers, "restore", service.settings)
     body = json_body(
         req,
         {"target": str, "share": str, "restoreRegion": str, "dryRun": bool, "replace": bool, "confirm": str},
         required=("target",),
     )
-    service = BackupService.from_environment()
     args = (body["target"], body.get("share"), body.get("restoreRegion"))
     replace = {"replace": bool(body.get("replace")), "confirm": body.get("confirm")}
     if body.get("dryRun"):
         return json_response(service.check_restore(*args, **replace).to_dict())
-    job, _, _ = service.start_restore(*args, "http", caller(req), **replace)
+    job, _, _ = service.start_restore(*args, "http", who, **replace)
     return _accepted(req, job)
 
 
@@ -76,7 +82,9 @@ def get_operation(req: func.HttpRequest) -> func.HttpResponse:
     job_id = req.route_params.get("id", "")
     if not JOB_ID.match(job_id):
         raise errors.OperationNotFound(f"'{job_id[:64]}' is not an operation id.")
-    job = BackupService.from_environment().refresh(job_id)
+    service = BackupService.from_environment()
+    authorize(req.headers, "read", service.settings)
+    job = service.refresh(job_id)
     if not job.done:
         return _accepted(req, job)
     if job.status == "succeeded":
@@ -95,4 +103,6 @@ def get_operation(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def get_status(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response({"targets": BackupService.from_environment().status()})
+    service = BackupService.from_environment()
+    authorize(req.headers, "read", service.settings)
+    return json_response({"targets": service.status()})

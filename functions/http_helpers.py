@@ -92,8 +92,3 @@ def operation_url(req: func.HttpRequest, job_id: str) -> str:
     url = f"{parts.scheme}://{parts.netloc}/api/operations/{job_id}"
     code = req.params.get("code")
     return f"{url}?{urlencode({'code': code})}" if code else url
-
-
-def caller(req: func.HttpRequest) -> str:
-    """Who asked: the Easy Auth principal when App Service Authentication is on, else the function key."""
-    return req.headers.get("X-MS-CLIENT-PRINCIPAL-NAME") or "function-key"

@@ -23,7 +23,12 @@ DEFAULT_API_VERSION = "2023-06-28-preview"  # the version Microsoft's backup/res
 DEFAULT_CONCURRENCY = 8
 DEFAULT_OPERATION_TIMEOUT_MINUTES = 60
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
-DEFAULT_RPO_HOURS = 26  # a daily schedule plus two hours of slack
+DEFAULT_RPO_HOURS = 26
+DEFAULT_ROLES = {
+    "read": "Backup.Read",
+    "backup": "Backup.Operator",
+    "restore": "Restore.Operator",
+}  # a daily schedule plus two hours of slack
 # RETENTION_OVERRIDES keys (JSON) -> RetentionPolicy fields
 _POLICY_FIELDS = {
     "keepLast": "keep_last",
@@ -66,6 +71,9 @@ class Settings:
     rpo_hours: int = DEFAULT_RPO_HOURS
     allow_replace_restore: bool = False
     verify_max_per_run: int = 10
+    restore_enabled: bool = True
+    easy_auth_enabled: bool = False
+    roles: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
 
     def retention_for(self, target: Target) -> RetentionPolicy:
         return self.retention_overrides.get(target.resource_id.lower(), self.retention)
@@ -160,6 +168,14 @@ class Settings:
         timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
         rpo_hours = integer("RPO_HOURS", DEFAULT_RPO_HOURS, 1, 24 * 90)
         verify_max = integer("VERIFY_MAX_PER_RUN", 10, 0, 1000)
+        restore_enabled = get("RESTORE_ENABLED").lower()
+        if restore_enabled not in ("", "true", "false"):
+            problems.append(f"RESTORE_ENABLED must be true or false, not '{restore_enabled}'")
+        roles = {
+            "read": get("ROLE_READ") or DEFAULT_ROLES["read"],
+            "backup": get("ROLE_BACKUP") or DEFAULT_ROLES["backup"],
+            "restore": get("ROLE_RESTORE") or DEFAULT_ROLES["restore"],
+        }
         allow_replace = get("ALLOW_REPLACE_RESTORE").lower()
         if allow_replace not in ("", "true", "false"):
             problems.append(f"ALLOW_REPLACE_RESTORE must be true or false, not '{allow_replace}'")
@@ -202,6 +218,10 @@ class Settings:
             rpo_hours=rpo_hours,
             allow_replace_restore=allow_replace == "true",
             verify_max_per_run=verify_max,
+            restore_enabled=restore_enabled != "false",
+            # App Service sets this when App Service Authentication (Easy Auth) is on.
+            easy_auth_enabled=get("WEBSITE_AUTH_ENABLED").lower() == "true",
+            roles=roles,
         )
 
 

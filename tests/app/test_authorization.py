@@ -1,0 +1,77 @@
+"""App roles under App Service Authentication, the restore switch, and who ends up in the job history."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from mccf_backup.service import BackupService
+
+from .test_http_api import assert_problem
+
+ROUTES = [
+    ("GET", "status", {}),
+    ("GET", "backups", {"params": {"target": "x"}}),
+    ("GET", "operations/1234567890123deadbeef", {}),
+    ("POST", "backups", {"json": {"target": "x"}}),
+    ("POST", "backups/x-20260101000000/verify", {"json": {"target": "x"}}),
+    ("POST", "restores", {"json": {"target": "x", "dryRun": True}}),
+]
+NEEDS = {"GET": "Backup.Read", "POST backups": "Backup.Operator", "POST restores": "Restore.Operator"}
+
+
+def principal(name: str, *roles: str) -> dict[str, str]:
+    claims = [{"typ": "roles", "val": role} for role in roles] + [{"typ": "name", "val": name}]
+    document = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
+    return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(document).encode()).decode()}
+
+
+def needed(method: str, path: str) -> str:
+    if method == "GET":
+        return NEEDS["GET"]
+    return NEEDS["POST restores"] if path == "restores" else NEEDS["POST backups"]
+
+
+@pytest.fixture
+def easy_auth(app_env, monkeypatch):
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), ROUTES)
+def test_every_route_needs_a_principal_and_its_role(api, easy_auth, method, path, kwargs):
+    assert_problem(api(method, path, **kwargs), 401, "unauthenticated")
+    wrong = [r for r in ("Backup.Read", "Backup.Operator", "Restore.Operator") if r != needed(method, path)]
+    body = assert_problem(api(method, path, headers=principal("mallory", *wrong), **kwargs), 403, "role_missing")
+    assert needed(method, path) in body["detail"] and "mallory" in body["detail"]
+    allowed = api(method, path, headers=principal("alice", needed(method, path)), **kwargs)
+    assert allowed.status_code not in (401, 403), allowed.text
+
+
+def test_the_caller_goes_into_the_job_history(api, easy_auth, app_env):
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    accepted = api("POST", "backups", json={"target": target}, headers=principal("ops@contoso", "Backup.Operator"))
+    assert accepted.status_code == 202, accepted.text
+    job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])
+    assert job.caller == "ops@contoso"
+
+
+def test_role_names_come_from_settings(api, easy_auth, app_env, monkeypatch):
+    monkeypatch.setenv("ROLE_READ", "Ledger.Auditor")
+    assert_problem(api("GET", "status", headers=principal("a", "Backup.Read")), 403, "role_missing")
+    assert api("GET", "status", headers=principal("a", "Ledger.Auditor")).status_code == 200
+
+
+def test_restore_can_be_switched_off(api, app_env, monkeypatch):
+    monkeypatch.setenv("RESTORE_ENABLED", "false")
+    app = app_env["MCCF_TARGETS"].split(",")[0].rsplit("/", 1)[1]
+    assert_problem(api("POST", "restores", json={"target": app, "dryRun": True}), 403, "restore_disabled")
+    assert api("POST", "backups", json={"target": app}).status_code == 202
+
+
+def test_without_easy_auth_a_forged_principal_is_ignored(api, app_env):
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    accepted = api("POST", "backups", json={"target": target}, headers=principal("forged", "Restore.Operator"))
+    job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])
+    assert job.caller == "function-key"
