@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from typing import Callable
 
 import azure.functions as func
 
 from mccf_backup import errors
 from mccf_backup.authz import authorize
-from mccf_backup.jobs import Job
+from mccf_backup.jobs import Job, new_job_id
 from mccf_backup.service import BackupService
 
 from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
 
 bp = func.Blueprint()
 JOB_ID = re.compile(r"^\d{13}[0-9a-f]{8}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 60
 
 
@@ -26,14 +30,74 @@ def _accepted(req: func.HttpRequest, job: Job) -> func.HttpResponse:
     )
 
 
+def _start_once(
+    req: func.HttpRequest,
+    service: BackupService,
+    route: str,
+    body: dict,
+    running: Callable[[], Job | None],
+    start: Callable[[str], Job],
+) -> func.HttpResponse:
+    """Idempotency-Key and single flight around starting a long operation.
+
+    The same key with the same body returns the first request's operation; with another body, 409.
+    A backup asked for while one runs returns the running one (``running`` decides); then start.
+    """
+    key = req.headers.get("Idempotency-Key")
+    job_id = new_job_id()
+    scoped = body_hash = None
+    if key is not None:
+        if not IDEMPOTENCY_KEY.match(key):
+            raise errors.InvalidRequest(
+                "Idempotency-Key must be 1-255 visible ASCII characters.", field="Idempotency-Key"
+            )
+        scoped = f"{route}:{key}"
+        body_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        first = service.jobs.claim_idempotency_key(scoped, body_hash, job_id)
+        if first is not None:
+            first_job, first_hash = first
+            if first_hash != body_hash:
+                raise errors.IdempotencyKeyReused(
+                    "This Idempotency-Key was already used with a different request body; use a new key.",
+                    field="Idempotency-Key",
+                )
+            try:
+                return _accepted(req, service.jobs.get(first_job))
+            except errors.OperationNotFound as exc:
+                raise errors.OperationInProgress(
+                    "The first request with this Idempotency-Key is still starting; retry in a moment."
+                ) from exc
+    existing = running()
+    if existing is not None:
+        if scoped:
+            service.jobs.rebind_idempotency_key(scoped, body_hash, existing.id)
+        return _accepted(req, existing)
+    try:
+        return _accepted(req, start(job_id))
+    except errors.MccfBackupError:
+        if scoped:
+            try:
+                service.jobs.get(job_id)
+            except errors.OperationNotFound:
+                service.jobs.release_idempotency_key(scoped)  # refused before any job: judge a retry afresh
+        raise
+
+
 @bp.route(route="backups", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_backup(req: func.HttpRequest) -> func.HttpResponse:
     service = BackupService.from_environment()
     who = authorize(req.headers, "backup", service.settings)
     body = json_body(req, {"target": str}, required=("target",))
-    job, _, _ = service.start_backup(body["target"], "http", who)
-    return _accepted(req, job)
+    target = service.targets.resolve(body["target"])
+    return _start_once(
+        req,
+        service,
+        "backups",
+        body,
+        running=lambda: service.running_job(target, ("backup",)),
+        start=lambda job_id: service.start_backup(target.resource_id, "http", who, job_id=job_id)[0],
+    )
 
 
 @bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -72,8 +136,24 @@ def start_restore(req: func.HttpRequest) -> func.HttpResponse:
     replace = {"replace": bool(body.get("replace")), "confirm": body.get("confirm")}
     if body.get("dryRun"):
         return json_response(service.check_restore(*args, **replace).to_dict())
-    job, _, _ = service.start_restore(*args, "http", who, **replace)
-    return _accepted(req, job)
+    target = service.targets.resolve(body["target"])
+
+    def refuse_while_running() -> None:
+        running = service.running_job(target, ("restore", "delete_instance"))
+        if running is not None:
+            raise errors.OperationInProgress(
+                f"A restore of '{target.name}' is already running (operation {running.id}); poll it instead.",
+                target=target.resource_id,
+            )
+
+    return _start_once(
+        req,
+        service,
+        "restores",
+        body,
+        running=refuse_while_running,
+        start=lambda job_id: service.start_restore(*args, "http", who, **replace, job_id=job_id)[0],
+    )
 
 
 @bp.route(route="operations/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

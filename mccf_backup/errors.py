@@ -46,6 +46,9 @@ ReplaceNotConfirmed = _error("ReplaceNotConfirmed", "replace_not_confirmed", 400
 ReplaceNeedsNewestBackup = _error(
     "ReplaceNeedsNewestBackup", "replace_needs_newest_backup", 409, "A replace must use the newest good backup"
 )
+IdempotencyKeyReused = _error(
+    "IdempotencyKeyReused", "idempotency_key_reused", 409, "The Idempotency-Key was used with another body"
+)
 OperationInProgress = _error("OperationInProgress", "operation_in_progress", 409, "An operation is already running")
 OperationNotFound = _error("OperationNotFound", "operation_not_found", 404, "The operation does not exist")
 SecretNotFound = _error("SecretNotFound", "secret_not_found", 500, "The storage secret is missing")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from . import clock
@@ -24,6 +25,7 @@ from .redaction import redact
 from .settings import JobStoreLocation
 
 PARTITION = "job"
+IDEMPOTENCY_PARTITION = "idempotency"
 _MAX_MS = 10**13
 
 
@@ -133,7 +135,7 @@ class JobStore:
                                 raise
                         self._ready = True
             return function(*args, **kwargs)
-        except (ResourceNotFoundError, ResourceModifiedError):
+        except (ResourceNotFoundError, ResourceModifiedError, ResourceExistsError):
             raise
         except AzureError as exc:
             raise JobStoreUnavailable(
@@ -159,6 +161,36 @@ class JobStore:
         except ResourceModifiedError:
             return False
         return True
+
+    def claim_idempotency_key(self, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
+        """Bind an Idempotency-Key to a job, atomically: None if this call won, else (job id, body hash) of
+        the first request with that key."""
+        row = hashlib.sha256(key.encode()).hexdigest()
+        entity = {"PartitionKey": IDEMPOTENCY_PARTITION, "RowKey": row, "bodyHash": body_hash, "jobId": job_id}
+        try:
+            self._call("record an idempotency key", self._table.create_entity, entity)
+            return None
+        except ResourceExistsError:
+            existing = self._call("read an idempotency key", self._table.get_entity, IDEMPOTENCY_PARTITION, row)
+            return existing["jobId"], existing["bodyHash"]
+
+    def rebind_idempotency_key(self, key: str, body_hash: str, job_id: str) -> None:
+        """Point a key at another job (the one already running, under single flight)."""
+        entity = {
+            "PartitionKey": IDEMPOTENCY_PARTITION,
+            "RowKey": hashlib.sha256(key.encode()).hexdigest(),
+            "bodyHash": body_hash,
+            "jobId": job_id,
+        }
+        self._call("record an idempotency key", self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+
+    def release_idempotency_key(self, key: str) -> None:
+        """Forget a key whose request was refused before any job existed, so a retry is judged afresh."""
+        row = hashlib.sha256(key.encode()).hexdigest()
+        try:
+            self._call("forget an idempotency key", self._table.delete_entity, IDEMPOTENCY_PARTITION, row)
+        except ResourceNotFoundError:
+            pass
 
     def get(self, job_id: str) -> Job:
         try:

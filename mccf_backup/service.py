@@ -181,10 +181,10 @@ class BackupService:
         return dt.timedelta(minutes=self.settings.operation_timeout_minutes)
 
     # --- backup ---
-    def start_backup(self, reference: str, trigger: str, caller: str | None = None):
+    def start_backup(self, reference: str, trigger: str, caller: str | None = None, job_id: str | None = None):
         """Start the ARM backup and record the job; returns (job, started operation, initial response)."""
         target = self.targets.resolve(reference)
-        job = Job(new_job_id(), "backup", target.resource_id, trigger, caller=caller)
+        job = Job(job_id or new_job_id(), "backup", target.resource_id, trigger, caller=caller)
 
         def start():
             instance = self.arm.get(target)
@@ -408,10 +408,11 @@ class BackupService:
         caller: str | None = None,
         replace: bool = False,
         confirm: str | None = None,
+        job_id: str | None = None,
     ):
         plan = self.plan_restore(reference, share, region, replace, confirm)
         job = Job(
-            new_job_id(),
+            job_id or new_job_id(),
             "restore",
             plan.target.resource_id,
             trigger,
@@ -484,6 +485,14 @@ class BackupService:
             started, initial = launched
         status = self.arm.wait(started, initial, target, timeout, progress)
         return self._finish(job, status)
+
+    # --- single flight ---
+    def running_job(self, target: Target, kinds: tuple[str, ...]) -> Job | None:
+        """A job of these kinds still running for the target, after looking at each once (which may end it)."""
+        for job in self.jobs.list(target=target.resource_id, limit=20):
+            if job.kind in kinds and not job.done and not self.refresh(job.id).done:
+                return self.jobs.get(job.id)
+        return None
 
     # --- following an operation started over HTTP ---
     def refresh(self, job_id: str) -> Job:
