@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import cache
+from pathlib import Path
 from typing import Callable
 
 import azure.functions as func
@@ -17,6 +19,7 @@ from mccf_backup.service import BackupService
 from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
 
 bp = func.Blueprint()
+OPENAPI = Path(__file__).with_name("openapi.json")
 JOB_ID = re.compile(r"^\d{13}[0-9a-f]{8}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 60
@@ -186,3 +189,14 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
     service = BackupService.from_environment()
     authorize(req.headers, "read", service.settings)
     return json_response({"targets": service.status()})
+
+
+@cache
+def _openapi() -> bytes:
+    return OPENAPI.read_bytes()
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(_openapi(), status_code=200, mimetype="application/json")

@@ -77,3 +77,24 @@ def api(devserver):
 
 def pytest_configure(config):
     os.environ.setdefault("PYTHONUTF8", "1")
+
+
+@pytest.fixture
+def schemathesis_env(emulator, azurite, monkeypatch):
+    """The dev server on the emulator's seeded targets, whose names the document's examples use."""
+    settings = {
+        "MCCF_TARGETS": emulator.env["MCCF_TARGETS"],
+        "KEY_VAULT_URL": emulator.env["KEY_VAULT_URL"],
+        "STORAGE_SECRET_NAME": emulator.env["STORAGE_SECRET_NAME"],
+        "ARM_ENDPOINT": emulator.env["ARM_ENDPOINT"],
+        "AzureWebJobsStorage": azurite.connection_string,
+        "JOBS_TABLE_NAME": "schemathesisjobs",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    from function_app import app
+
+    reset_credentials()
+    with RunningServer(app, function_key=f"key-{uuid.uuid4().hex}") as server:
+        yield server.url, server.key
+    reset_credentials()

@@ -176,3 +176,24 @@ def test_status_reports_newest_backup_and_last_failure(api, app_env):
     assert report[first]["newestBackup"]["restorable"] is True
     assert report[first]["newestBackupAgeHours"] < 1
     assert report[second]["newestBackup"] is None and report[second]["lastJob"] is None
+
+
+def test_an_oversized_body_is_refused(api, app_env):
+    app = app_of(app_env["MCCF_TARGETS"].split(",")[0])[1]
+    body = assert_problem(
+        api(
+            "POST", "backups", data=b'{"target": "' + b"x" * 20000 + b'"}', headers={"Content-Type": "application/json"}
+        ),
+        400,
+        "invalid_request",
+    )
+    assert "larger than" in body["detail"]
+    assert api("POST", "backups", json={"target": app}).status_code == 202
+
+
+def test_a_failing_operation_polled_like_logic_apps_ends_in_a_problem(api, app_env, emulator):
+    emulator.faults.fail_next_operation("backup", "LedgerUnavailable", "The ledger nodes are unreachable.")
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    final = poll_like_logic_apps(api("POST", "backups", json={"target": target}))
+    body = assert_problem(final, 502, "backup_failed")
+    assert "LedgerUnavailable" in body["detail"] and body["operation"]["status"] == "failed"
