@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from azure.storage.fileshare import ShareServiceClient
@@ -93,7 +93,7 @@ class EmulatorProcess:
 
 def from_share(emulator: EmulatorProcess, paths: list[Path]):
     service = ShareServiceClient.from_connection_string(emulator.connection_string())
-    share = service.create_share(f"bench-{os.getpid()}-{int(time.time())}")
+    share = service.create_share(f"bench-{uuid.uuid4().hex[:16]}")  # one per measurement, never reused
     share.create_directory("ledger")
     for path in paths:  # setup, not timed
         share.get_file_client(f"ledger/{path.name}").upload_file(path.read_bytes(), max_concurrency=2)
