@@ -78,7 +78,6 @@ class ArmOptions:
 
     operation_seconds: float = 1.0  # how long backup/restore/create/delete take
     retry_after_seconds: int = 1  # Retry-After on 202s
-    region: str = "eastus"
     deny: dict[str, set[str]] = field(default_factory=dict)  # client id -> denied actions ('*' for all)
 
 

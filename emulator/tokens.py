@@ -23,7 +23,6 @@ TOKEN_LIFETIME_SECONDS = 24 * 3600  # managed identity tokens live about a day
 # The resource IDs (audiences) of the services the emulator serves, as Entra ID spells them.
 ARM_AUDIENCES = frozenset({"https://management.azure.com", "https://management.core.windows.net"})
 VAULT_AUDIENCES = frozenset({"https://vault.azure.net"})
-STORAGE_AUDIENCES = frozenset({"https://storage.azure.com"})
 
 
 class TokenError(Exception):

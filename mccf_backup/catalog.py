@@ -37,10 +37,6 @@ META_SERVICE_IDENTITY = "mccfbackup_service_identity"
 META_VERIFY_REASON = "mccfbackup_verify_reason"
 
 
-def utcnow() -> dt.datetime:
-    return clock.utcnow()
-
-
 def metadata_text(text: str, limit: int = 512) -> str:
     """Share metadata values are single-line ASCII: fold whitespace, replace the rest, bound the length."""
     return " ".join(text.split()).encode("ascii", "replace").decode()[:limit]
@@ -63,7 +59,7 @@ class Backup:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def age(self, now: dt.datetime | None = None) -> dt.timedelta:
-        return (now or utcnow()) - self.created
+        return (now or clock.utcnow()) - self.created
 
     def restorable(self, now: dt.datetime | None = None) -> bool:
         return self.age(now) < RESTORE_LIMIT

@@ -133,14 +133,6 @@ class RestorePlan:
     region: str
     replacing: bool = False
 
-    def to_dict(self) -> dict:
-        return {
-            "target": str(self.target),
-            "backup": self.backup.to_dict(),
-            "restoreRegion": self.region,
-            "replacesLiveInstance": self.replacing,
-        }
-
 
 class BackupService:
     def __init__(

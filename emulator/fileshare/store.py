@@ -418,10 +418,6 @@ class FileStore:
         if data:
             self.put_range(account, share, path, 0, len(data) - 1, data)
 
-    def read_whole_file(self, account: str, share: str, path: str) -> bytes:
-        entry = self.get_entry(account, share, path, "file")
-        return self.read_file(account, share, path, 0, entry["length"] - 1) if entry["length"] else b""
-
 
 def _rmtree(path: Path) -> None:
     if not path.exists():
