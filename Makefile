@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OAV := tools/oav/node_modules/.bin/oav
 AZURITE := tools/azurite/node_modules/.bin/azurite-table
+CHECKOV := tools/checkov/.venv/bin/checkov
 
 .PHONY: demo test lint emulator bench clean
 
@@ -23,6 +24,12 @@ $(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json
 	cd tools/azurite && npm ci --no-audit --no-fund --loglevel=error
 	touch $(AZURITE)
 
+$(CHECKOV): tools/checkov/requirements.txt
+	$(PYTHON) -m venv tools/checkov/.venv
+	tools/checkov/.venv/bin/python -m pip install --quiet --upgrade pip
+	tools/checkov/.venv/bin/python -m pip install --quiet --no-deps -r tools/checkov/requirements.txt
+	touch $(CHECKOV)
+
 demo: $(STAMP) $(AZURITE)
 	$(PY) -m scripts.demo
 
@@ -33,7 +40,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: $(STAMP) $(OAV) $(AZURITE)
+test: $(STAMP) $(OAV) $(AZURITE) $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
@@ -42,4 +49,4 @@ bench: $(STAMP)
 	$(PY) -m bench.verify
 
 clean:
-	rm -rf $(VENV) tools/oav/node_modules tools/azurite/node_modules .state
+	rm -rf $(VENV) tools/oav/node_modules tools/azurite/node_modules tools/checkov/.venv .state

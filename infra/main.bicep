@@ -1,7 +1,7 @@
 // mccf-backup: the Functions app (Flex Consumption, user-assigned identity), its storage (identity-based),
 // the backup storage account, the Key Vault holding its connection string, and monitoring.
-// Work in progress (issue 7): alert rules, the custom Managed CCF role, Easy Auth and the Logic App
-// modules are still to come, and this file has not yet been through a Bicep parser or policy scan.
+// Also: the custom Managed CCF role on the targets' resource groups, alert rules, optional Easy Auth
+// for the HTTP API's app roles, and the optional Logic Apps. README's "Deploy" says how to use it.
 targetScope = 'resourceGroup'
 
 @minLength(1)
@@ -29,16 +29,38 @@ param verifySchedule string = '0 */10 * * * *'
 @maxValue(365)
 param shareSoftDeleteDays int = 30
 
+@description('Redundancy of the backup storage account: geo-redundant by default, so backups survive a region')
+@allowed(['Standard_GRS', 'Standard_GZRS', 'Standard_RAGRS', 'Standard_RAGZRS'])
+param backupStorageSku string = 'Standard_GRS'
+
 @description('Put a CannotDelete lock on the backup storage account')
 param lockBackupStorage bool = true
 
-@description('Where alerts go (an e-mail address); empty for none')
+@description('Where alerts go (an e-mail address); empty: alerts show in the portal only')
 param alertEmail string = ''
+
+@description('Allow replace-restore (delete then restore); also grants the delete action on the targets')
+param allowReplaceRestore bool = false
+
+@description('Client ID of the Entra ID app registration for Easy Auth (its app roles guard the HTTP API); empty: off')
+param authClientId string = ''
+
+@description('Deploy the Logic Apps samples (after the code is deployed once: they read a function key)')
+param deployLogicApps bool = false
+
+@description('Who approves a restore in the restore-with-approval Logic App (e-mail)')
+param restoreApprover string = ''
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 var storageSecretName = 'backup-storage-connection'
 var deploymentContainer = 'app-package-${token}'
+var targetIds = empty(trim(mccfTargets)) ? [] : split(mccfTargets, ',')
+var targetResourceGroupIdsEach = [
+  for id in targetIds: '/subscriptions/${split(trim(id), '/')[2]}/resourceGroups/${split(trim(id), '/')[4]}'
+]
+// The targets' resource groups, each once (union of arrays drops duplicates).
+var targetResourceGroupIds = union(targetResourceGroupIdsEach, [])
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-mccfbackup-${token}'
@@ -71,11 +93,14 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
 
 // --- storage of the Functions app itself (identity-based, no keys) ---
 resource functionsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_43: the name is 'stfn' + uniqueString(), 17 lowercase letters and digits; checkov cannot evaluate the interpolation
+  // checkov:skip=CKV_AZURE_206: holds the app package, timer leases, queues and job history, all rebuildable; zone-redundant is enough. The backups themselves are on geo-redundant storage
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches it over public endpoints; shared keys are disabled, so only the app's identity gets in. Add VNet integration and a deny rule if your policy needs it
   name: 'stfn${token}'
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
+  sku: { name: 'Standard_ZRS' }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
@@ -92,11 +117,13 @@ resource functionsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
 
 // --- the backup storage account (Azure Files shares written by Managed CCF) ---
 resource backupStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_43: the name is 'stbk' + uniqueString(), 17 lowercase letters and digits; checkov cannot evaluate the interpolation
+  // checkov:skip=CKV_AZURE_35: the Managed CCF service writes backups into the share from Microsoft's network with a SAS; a default-deny rule would block it (no service tag or trusted-service exception covers it)
   name: 'stbk${token}'
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: 'Standard_ZRS' }
+  sku: { name: backupStorageSku }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
@@ -124,6 +151,8 @@ resource backupStorageLock 'Microsoft.Authorization/locks@2020-05-01' = if (lock
 
 // --- Key Vault with the backup storage connection string (written here, never in a parameter file) ---
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109: Flex Consumption without VNet integration calls the vault from public addresses; access is by RBAC only (the app's identity: Key Vault Secrets User). Add VNet integration and a firewall if your policy needs it
+  // checkov:skip=CKV_AZURE_189: as CKV_AZURE_109, public network access is how the app reaches the vault without VNet integration
   name: 'kv-mccfbk-${take(token, 12)}'
   location: location
   tags: tags
@@ -139,6 +168,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 }
 
 resource storageSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41: the value is the storage account's connection string, rewritten from listKeys at every provision; an expiry date would stop every backup on that day. Rotate the account key instead (README: Deploy)
   parent: vault
   name: storageSecretName
   properties: {
@@ -203,6 +233,7 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 
 // --- the Functions app on Flex Consumption ---
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: a timer-driven backup tolerates a zone outage: the next run (or the past-due run) catches up, and health alerts fire on an RPO breach
   name: 'plan-mccfbackup-${token}'
   location: location
   tags: tags
@@ -212,6 +243,10 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: the HTTP API is called by Logic Apps and operators' tools; every route needs a function key, and Easy Auth (authClientId) adds Entra ID app roles
+  // checkov:skip=CKV_AZURE_17: callers authenticate with function keys and Entra ID tokens (Easy Auth); client certificates would lock out Logic Apps' managed identity calls
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per invocation; there are no always-ready instances to fail over between
+  // checkov:skip=CKV_AZURE_213: Flex Consumption does not use health-check instance replacement; GET /api/status and the health alerts are the app's health
   name: 'func-mccfbackup-${token}'
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -226,6 +261,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -246,56 +282,130 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
   dependsOn: [functionsStorageRoles, secretsUser]
+}
 
-  resource settings 'config' = {
-    name: 'appsettings'
-    properties: {
-      AzureWebJobsStorage__accountName: functionsStorage.name
-      AzureWebJobsStorage__credential: 'managedidentity'
-      AzureWebJobsStorage__clientId: identity.properties.clientId
-      APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
-      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
-      AZURE_CLIENT_ID: identity.properties.clientId
-      MCCF_TARGETS: mccfTargets
-      BACKUP_SCHEDULE: backupSchedule
-      PRUNE_SCHEDULE: pruneSchedule
-      HEALTH_SCHEDULE: healthSchedule
-      VERIFY_SCHEDULE: verifySchedule
-      KEY_VAULT_URL: vault.properties.vaultUri
-      STORAGE_SECRET_NAME: storageSecretName
-      ARM_ENDPOINT: environment().resourceManager
-      MCCF_API_VERSION: '2023-06-28-preview'
-      RESTORE_REGION: ''
-      BACKUP_CONCURRENCY: '8'
-      BACKUP_OPERATION_TIMEOUT_MINUTES: '60'
-      JOBS_TABLE_NAME: 'mccfbackupjobs'
-      RPO_HOURS: '26'
-      VERIFY_MAX_PER_RUN: '10'
-      RETENTION_KEEP_LAST: '7'
-      RETENTION_DAILY: '7'
-      RETENTION_WEEKLY: '4'
-      RETENTION_MONTHLY: '3'
-      RETENTION_MAX_AGE_DAYS: '0'
-      RETENTION_MIN_AGE_HOURS: '24'
-      RETENTION_MAX_DELETE_FRACTION: '0.5'
-      RETENTION_OVERRIDES: ''
-      ALLOW_REPLACE_RESTORE: 'false'
-      RESTORE_ENABLED: 'true'
-      ROLE_READ: 'Backup.Read'
-      ROLE_BACKUP: 'Backup.Operator'
-      ROLE_RESTORE: 'Restore.Operator'
-    }
+// Every setting README lists; secrets only as Key Vault references (the app reads its storage secret itself).
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: checkov applies web-app checks to this config child resource; Easy Auth is the optional authSettings resource (authClientId); every route also needs a function key
+  // checkov:skip=CKV_AZURE_63: checkov applies web-app checks to this config child resource; HTTP logging is a Windows App Service log; Flex Consumption logs requests to Application Insights
+  // checkov:skip=CKV_AZURE_65: checkov applies web-app checks to this config child resource; detailed error pages are an App Service (IIS) feature; the API answers problem+json itself
+  // checkov:skip=CKV_AZURE_66: checkov applies web-app checks to this config child resource; failed request tracing is an IIS feature; Application Insights records failed requests
+  // checkov:skip=CKV_AZURE_80: checkov applies web-app checks to this config child resource; the app runs Python 3.11, not .NET
+  // checkov:skip=CKV_AZURE_88: checkov applies web-app checks to this config child resource; the app keeps no files locally; its state is in Azure Storage tables, queues and shares
+  // checkov:skip=CKV_AZURE_222: checkov applies web-app checks to this config child resource; answered on the site resource (public API guarded by function keys and optional Easy Auth)
+  parent: app
+  name: 'appsettings'
+  properties: {
+    AzureWebJobsStorage__accountName: functionsStorage.name
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identity.properties.clientId
+    APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    AZURE_CLIENT_ID: identity.properties.clientId
+    MCCF_TARGETS: mccfTargets
+    BACKUP_SCHEDULE: backupSchedule
+    PRUNE_SCHEDULE: pruneSchedule
+    HEALTH_SCHEDULE: healthSchedule
+    VERIFY_SCHEDULE: verifySchedule
+    KEY_VAULT_URL: vault.properties.vaultUri
+    STORAGE_SECRET_NAME: storageSecretName
+    ARM_ENDPOINT: environment().resourceManager
+    MCCF_API_VERSION: '2023-06-28-preview'
+    RESTORE_REGION: ''
+    BACKUP_CONCURRENCY: '8'
+    BACKUP_OPERATION_TIMEOUT_MINUTES: '60'
+    JOBS_TABLE_NAME: 'mccfbackupjobs'
+    RPO_HOURS: '26'
+    VERIFY_MAX_PER_RUN: '10'
+    RETENTION_KEEP_LAST: '7'
+    RETENTION_DAILY: '7'
+    RETENTION_WEEKLY: '4'
+    RETENTION_MONTHLY: '3'
+    RETENTION_MAX_AGE_DAYS: '0'
+    RETENTION_MIN_AGE_HOURS: '24'
+    RETENTION_MAX_DELETE_FRACTION: '0.5'
+    RETENTION_OVERRIDES: ''
+    ALLOW_REPLACE_RESTORE: allowReplaceRestore ? 'true' : 'false'
+    RESTORE_ENABLED: 'true'
+    ROLE_READ: 'Backup.Read'
+    ROLE_BACKUP: 'Backup.Operator'
+    ROLE_RESTORE: 'Restore.Operator'
   }
 }
 
-resource alerts 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
-  name: 'ag-mccfbackup-${token}'
-  location: 'global'
-  tags: tags
+// Easy Auth (Entra ID): the app roles of the HTTP API come from this app registration.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)) {
+  // checkov:skip=CKV_AZURE_13: checkov applies web-app checks to this config child resource; Easy Auth is the optional authSettings resource (authClientId); every route also needs a function key
+  // checkov:skip=CKV_AZURE_63: checkov applies web-app checks to this config child resource; HTTP logging is a Windows App Service log; Flex Consumption logs requests to Application Insights
+  // checkov:skip=CKV_AZURE_65: checkov applies web-app checks to this config child resource; detailed error pages are an App Service (IIS) feature; the API answers problem+json itself
+  // checkov:skip=CKV_AZURE_66: checkov applies web-app checks to this config child resource; failed request tracing is an IIS feature; Application Insights records failed requests
+  // checkov:skip=CKV_AZURE_80: checkov applies web-app checks to this config child resource; the app runs Python 3.11, not .NET
+  // checkov:skip=CKV_AZURE_88: checkov applies web-app checks to this config child resource; the app keeps no files locally; its state is in Azure Storage tables, queues and shares
+  // checkov:skip=CKV_AZURE_222: checkov applies web-app checks to this config child resource; answered on the site resource (public API guarded by function keys and optional Easy Auth)
+  parent: app
+  name: 'authsettingsV2'
   properties: {
-    groupShortName: 'mccfbackup'
-    enabled: true
-    emailReceivers: [{ name: 'operators', emailAddress: alertEmail, useCommonAlertSchema: true }]
+    platform: { enabled: true }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${subscription().tenantId}/v2.0'
+        }
+        validation: { allowedAudiences: ['api://${authClientId}', authClientId] }
+      }
+    }
+    login: { tokenStore: { enabled: false } }
+  }
+}
+
+// --- the Managed CCF permissions: a custom role, assigned on each target's resource group ---
+module mccfRole 'modules/mccf-role.bicep' = if (!empty(targetResourceGroupIds)) {
+  name: 'mccf-role-${token}'
+  scope: subscription()
+  params: {
+    nameSuffix: token
+    assignableScopes: targetResourceGroupIds
+    allowReplaceRestore: allowReplaceRestore
+  }
+}
+
+module mccfRoleAssignments 'modules/mccf-role-assignment.bicep' = [
+  for rgId in targetResourceGroupIds: {
+    name: 'mccf-role-assignment-${uniqueString(rgId, token)}'
+    scope: resourceGroup(split(rgId, '/')[2], split(rgId, '/')[4])
+    params: {
+      roleDefinitionId: mccfRole.outputs.roleDefinitionId
+      principalId: identity.properties.principalId
+    }
+  }
+]
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts-${token}'
+  params: {
+    location: location
+    tags: tags
+    nameSuffix: token
+    insightsId: insights.id
+    alertEmail: alertEmail
+  }
+}
+
+module logicApps 'modules/logic-apps.bicep' = if (deployLogicApps) {
+  name: 'logic-apps-${token}'
+  params: {
+    location: location
+    tags: tags
+    nameSuffix: token
+    apiBaseUrl: 'https://${app.properties.defaultHostName}/api'
+    functionKey: listKeys('${app.id}/host/default', '2024-04-01').functionKeys.default
+    restoreApprover: restoreApprover
   }
 }
 
@@ -303,3 +413,5 @@ output AZURE_FUNCTION_APP_NAME string = app.name
 output KEY_VAULT_URL string = vault.properties.vaultUri
 output BACKUP_STORAGE_ACCOUNT string = backupStorage.name
 output AZURE_CLIENT_ID string = identity.properties.clientId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output ALERT_RULES array = alerts.outputs.ruleNames

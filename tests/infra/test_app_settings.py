@@ -1,0 +1,45 @@
+"""Every app setting the code reads is set by infra/main.bicep, and none of them holds a secret."""
+
+from __future__ import annotations
+
+import json
+
+from tests.unit.test_docs_match_code import settings_read_by_code
+
+from .bicep import INFRA, main, resource_config
+
+# Set by the platform, or alternatives of a setting infra sets another way.
+NOT_FROM_INFRA = {
+    "WEBSITE_AUTH_ENABLED",  # App Service sets it when App Service Authentication is on
+    "AzureWebJobsStorage",  # infra uses the identity-based form, AzureWebJobsStorage__accountName
+    "AzureWebJobsStorage__tableServiceUri",  # an alternative to __accountName
+}
+
+
+def infra_app_settings() -> dict:
+    config = resource_config(main(), "appSettings")
+    assert (
+        config["name"] == "appsettings" and main()["resources"]["appSettings"]["type"] == "Microsoft.Web/sites/config"
+    )
+    return config["properties"]
+
+
+def test_infra_sets_every_setting_the_code_reads():
+    missing = settings_read_by_code() - NOT_FROM_INFRA - set(infra_app_settings())
+    assert not missing, f"infra/main.bicep does not set: {sorted(missing)}"
+    assert "AzureWebJobsStorage__accountName" in infra_app_settings()
+    assert "AzureWebJobsStorage" not in infra_app_settings(), "the Functions storage must be identity-based"
+
+
+def test_infra_puts_no_secret_in_app_settings():
+    text = json.dumps(infra_app_settings())
+    assert "listKeys" not in text and "AccountKey" not in text and "SharedAccessSignature" not in text
+
+
+def test_parameters_file_names_only_parameters_the_template_has():
+    template_parameters = main()["parameters"]
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert set(given) <= set(template_parameters), set(given) - set(template_parameters)
+    required = {name for name, p in template_parameters.items() if "default" not in p}
+    assert required <= set(given), f"azd would prompt for {required - set(given)}"
+    assert not any("key" in name.lower() or "secret" in name.lower() for name in given)
