@@ -219,6 +219,13 @@ class ManagedCcfService:
         elif kind == "restore" and resource:
             resource["provisioningState"] = "Succeeded"
         elif kind == "backup" and resource:
+            if operation.get("backup_sas") is not None:  # the SAS may have expired since the POST
+                self.check_sas(
+                    operation["backup_target"],
+                    operation["backup_sas"],
+                    self.backup_share_name(resource["name"], operation["backup_target"]),
+                    [("PUT", "", CREATE_SHARE)],
+                )
             return self._write_backup(resource, operation["backup_target"])
         return None
 

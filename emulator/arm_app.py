@@ -305,10 +305,14 @@ class ArmApp:
                 )
         record = self.service.get(resource_id)
         if action == "backup":
-            return self._backup(groups, api_version, resource_id, record, body)
+            return self._backup(
+                groups, api_version, resource_id, record, body, request.headers.get("x-ms-correlation-request-id")
+            )
         return self._restore(groups, api_version, resource_id, record, body)
 
-    def _backup(self, groups: dict, api_version: str, resource_id: str, record: dict | None, body: dict) -> Response:
+    def _backup(
+        self, groups: dict, api_version: str, resource_id: str, record: dict | None, body: dict, correlation: str | None
+    ) -> Response:
         if record is None:
             raise self._not_found(groups)
         if record["provisioningState"] != "Succeeded":
@@ -340,6 +344,8 @@ class ArmApp:
             "backup", resource_id, record["location"].replace(" ", "").lower(), outcome
         )
         operation["backup_target"] = account
+        operation["backup_sas"] = query  # Storage checks the SAS again on each write, as the backup runs
+        operation["correlation"] = correlation  # x-ms-correlation-request-id, as ARM logs it
         operation["message"] = f"Backup Created for ManagedCCF App : {record['name']}."
         self.service.save()
         return self._async_headers(Response(status=202), operation, groups["sub"], api_version)

@@ -53,6 +53,7 @@ class ControlApp:
                 method=body.get("method"),
                 path=body.get("path"),
                 code=body.get("code"),
+                after=bool(body.get("after", False)),
             )
             emu.faults.add(rule)
             return _json(rule.describe(), 201)
@@ -91,5 +92,10 @@ class ControlApp:
             return _json(list(emu.arm.resources.values()))
         if path == "/operations" and method == "GET":
             emu.arm.settle_all()
-            return _json([{k: v for k, v in o.items() if k != "outcome"} for o in emu.arm.operations.values()])
+            return _json(
+                [
+                    {k: v for k, v in o.items() if k not in ("outcome", "backup_sas")}
+                    for o in emu.arm.operations.values()
+                ]
+            )
         return _error(404, f"No control route {method} {path}.")

@@ -36,6 +36,7 @@ class FaultRule:
     method: str | None = None
     path: str | None = None
     code: str | None = None
+    after: bool = False  # act after the service handled the request: the work is done, the answer lost
     hits: int = 0
     _pattern: re.Pattern[str] | None = field(default=None, repr=False)
 
@@ -70,6 +71,7 @@ class FaultRule:
             "method": self.method,
             "path": self.path,
             "code": self.code,
+            "after": self.after,
         }
 
 
@@ -107,6 +109,7 @@ class FaultInjector:
         path: str | None = None,
         retry_after: int | None = None,
         code: str | None = None,
+        after: bool = False,
     ) -> FaultRule:
         return self.add(
             FaultRule(
@@ -118,6 +121,7 @@ class FaultInjector:
                 method=method,
                 path=path,
                 code=code,
+                after=after,
             )
         )
 
@@ -127,9 +131,15 @@ class FaultInjector:
         return self.add(FaultRule(service, "hang", seconds=seconds, count=count, method=method, path=path))
 
     def drop_next(
-        self, service: str, *, count: int | None = 1, method: str | None = None, path: str | None = None
+        self,
+        service: str,
+        *,
+        count: int | None = 1,
+        method: str | None = None,
+        path: str | None = None,
+        after: bool = False,
     ) -> FaultRule:
-        return self.add(FaultRule(service, "drop", count=count, method=method, path=path))
+        return self.add(FaultRule(service, "drop", count=count, method=method, path=path, after=after))
 
     def down(self, service: str) -> FaultRule:
         """The whole service answers 503 until ``clear()``: identity or Key Vault outages."""
@@ -222,6 +232,11 @@ class FaultInjector:
         if rule.action == "hang":
             time.sleep(rule.seconds)
             return app(environ, start_response)
+        if rule.after:  # let the service do the work, then lose its answer
+            body = app(environ, lambda status, headers, exc_info=None: (lambda data: None))
+            for _ in body:
+                pass
+            getattr(body, "close", lambda: None)()
         if rule.action == "drop":
             _drop_connection(environ)
             return []

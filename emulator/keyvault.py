@@ -25,9 +25,12 @@ API_VERSION = re.compile(r"^(7\.\d+(-preview(\.\d+)?)?|\d{4}-\d{2}-\d{2}(-previe
 MAX_SECRET_BYTES = 25 * 1024
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str, inner: str | None = None) -> Response:
+    error: dict = {"code": code, "message": message}
+    if inner:
+        error["innerError"] = {"code": inner}
     return Response(
-        json.dumps({"error": {"code": code, "message": message}}),
+        json.dumps({"error": error}),
         status=status,
         content_type="application/json; charset=utf-8",
     )
@@ -132,11 +135,13 @@ class KeyVaultService:
         if version:
             chosen = next((v for v in versions if v["version"] == version), None)
         else:
-            chosen = next((v for v in reversed(versions) if v["attributes"]["enabled"]), None)
+            chosen = versions[-1] if versions else None  # the current version, enabled or not
         if chosen is None:
             return self._not_found(name, version)
         if not chosen["attributes"]["enabled"]:
-            return error_response(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
+            return error_response(
+                403, "Forbidden", "Operation get is not allowed on a disabled secret.", inner="SecretDisabled"
+            )
         return Response(
             json.dumps(self._bundle(chosen["name"], chosen)), content_type="application/json; charset=utf-8"
         )

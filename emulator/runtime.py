@@ -181,7 +181,19 @@ class Emulator:
         if self._seed:
             self.seed()
         self._write_env()
+        # Azure runs operations on its own time, not only when someone looks: finish due ones in the
+        # background, so a backup whose answer was lost still writes its share.
+        self._settling = threading.Event()
+        self._settler = threading.Thread(target=self._settle_loop, name="emulator-settler", daemon=True)
+        self._settler.start()
         return self
+
+    def _settle_loop(self) -> None:
+        while not self._settling.wait(0.05):
+            try:
+                self.arm.settle_all()
+            except Exception:  # noqa: BLE001 - a failed write is the operation's outcome; keep settling others
+                pass
 
     def _serve(self, name: str, app: Callable, tls: ssl.SSLContext | None, port: int) -> _Server:
         try:
@@ -198,6 +210,8 @@ class Emulator:
         return _Server(name, server, thread, "https" if tls else "http")
 
     def stop(self) -> None:
+        if getattr(self, "_settling", None) is not None:
+            self._settling.set()
         for item in self._servers.values():
             item.server.shutdown()
             item.server.server_close()
@@ -260,6 +274,14 @@ class Emulator:
         path.chmod(0o600)
 
     # --- seeding and test helpers ---
+    def add_instance(self, resource_group: str, app: str, location: str = "eastus") -> str:
+        """A running Managed CCF instance, created directly (no ARM round trip): for suites that need
+        hundreds. Returns its resource ID."""
+        resource_id = seed_resource_id(resource_group, app)
+        properties = {"runningState": "Active", "nodeCount": 3, "deploymentType": {"languageRuntime": "JS"}}
+        self.arm.create_resource(resource_id, "managedCCFs", app, location, {}, properties)
+        return resource_id
+
     def seed(self) -> None:
         """Create the seeded instances and the storage secret; idempotent, and it follows a port change."""
         for resource_group, app, fixture, chunks in SEED_INSTANCES:

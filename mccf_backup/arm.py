@@ -3,10 +3,18 @@
 Built on azure-mgmt-core's ARMPipelineClient, so retries (429 and 5xx, honouring Retry-After),
 ARM challenge authentication, long-running-operation polling (ARMPolling) and redaction of
 headers and query strings in logs come from the library, not from hand-written loops.
+
+Two changes to the library's retry, both about POST (backup, restore), which is not idempotent:
+a 5xx, a dropped connection or a timeout after a POST leaves it unknown whether ARM started the
+operation, so it is never retried blindly (azure-core would retry 500/503/504); the caller looks
+first (``OperationOutcomeUnknown``). And 429 has its own, larger budget: a throttled request was
+refused outright, so waiting for the Retry-After ARM names and trying again is always safe, and
+a fan-out over hundreds of targets meets the subscription's write limit many times per request.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
@@ -16,19 +24,58 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 from azure.core.exceptions import ServiceResponseError
 from azure.core.pipeline import PipelineResponse, policies
 from azure.core.polling import LROPoller
+from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 
 from . import __version__
-from .errors import AuthenticationFailed, AzureRequestFailed, OperationInProgress, OperationTimedOut
-from .errors import PermissionDenied, TargetNotFound
+from .errors import AuthenticationFailed, AzureRequestFailed, OperationInProgress, OperationOutcomeUnknown
+from .errors import OperationTimedOut, PermissionDenied, TargetNotFound
 from .redaction import redact
 from .targets import Target
 
 ARM_SCOPE = "https://management.azure.com/.default"
 FINAL_STATES = {"Succeeded", "Failed", "Canceled"}
+THROTTLE_RETRIES = 60  # ARM's write bucket refills 10/s: enough for any queue of waiting workers
+AMBIGUOUS_STATUS = {500, 502, 503, 504}
+
+
+class ArmRetryPolicy(policies.RetryPolicy):
+    """azure-core's RetryPolicy, except: POST is retried only on 429, and 429 has its own budget."""
+
+    def __init__(self, *, throttle_retries: int = THROTTLE_RETRIES, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._throttle_retries = throttle_retries
+
+    def configure_retries(self, options: dict) -> dict:
+        settings = super().configure_retries(options)
+        settings["throttle"] = options.pop("retry_throttle", self._throttle_retries)
+        return settings
+
+    def is_retry(self, settings: dict, response: PipelineResponse) -> bool:
+        status = response.http_response.status_code
+        if status == 429:
+            return settings["throttle"] > 0
+        if response.http_request.method.upper() == "POST":
+            return False
+        return super().is_retry(settings, response)
+
+    def increment(self, settings: dict, response=None, error=None) -> bool:
+        if error is None and isinstance(response, PipelineResponse) and response.http_response.status_code == 429:
+            settings["throttle"] -= 1
+            settings["history"].append(
+                policies.RequestHistory(response.http_request, http_response=response.http_response)
+            )
+            return settings["throttle"] >= 0
+        return super().increment(settings, response=response, error=error)
+
+
+def correlation_id(job_id: str) -> str:
+    """The GUID sent as x-ms-correlation-request-id for a job: ARM's logs (and a support case) can then
+    name every request one job made, retries and the look-again after a lost answer included."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mccf-backup:job:{job_id}"))
 
 
 @dataclass(frozen=True)
@@ -62,16 +109,25 @@ def _arm_error(response: HttpResponse) -> tuple[str, str]:
 
 
 class ManagedCcfClient:
-    def __init__(self, endpoint: str, credential: TokenCredential, api_version: str, **transport_kwargs) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        credential: TokenCredential,
+        api_version: str,
+        read_timeout: float = 60,
+        **transport_kwargs,
+    ) -> None:
         self._endpoint = endpoint.rstrip("/")
         self._api_version = api_version
         self._client = ARMPipelineClient(
             base_url=self._endpoint,
+            # every request, the poller's included: a hung connection fails after read_timeout, not 300 s
+            transport=RequestsTransport(read_timeout=read_timeout, connection_timeout=min(read_timeout, 30)),
             policies=[
                 policies.RequestIdPolicy(),
                 policies.HeadersPolicy(),
                 policies.UserAgentPolicy(sdk_moniker=f"mccf-backup/{__version__}"),
-                policies.RetryPolicy(**{k: v for k, v in transport_kwargs.items() if k.startswith("retry_")}),
+                ArmRetryPolicy(**{k: v for k, v in transport_kwargs.items() if k.startswith("retry_")}),
                 ARMChallengeAuthenticationPolicy(credential, ARM_SCOPE),
                 policies.ContentDecodePolicy(),
                 ARMHttpLoggingPolicy(),
@@ -93,11 +149,29 @@ class ManagedCcfClient:
                 "managed identity exists (and AZURE_CLIENT_ID, for a user-assigned one).",
                 target=str(target) if target else None,
             ) from exc
-        except (ServiceRequestError, ServiceResponseError) as exc:
+        except ServiceResponseError as exc:  # sent, then no answer: a POST may have been acted on
+            if request.method.upper() == "POST":
+                raise OperationOutcomeUnknown(
+                    f"ARM did not answer the request to {action} ({redact(str(exc).splitlines()[0])}); it may or "
+                    "may not have started.",
+                    target=str(target) if target else None,
+                ) from exc
+            raise AzureRequestFailed(
+                f"ARM did not answer the request to {action}: {redact(str(exc).splitlines()[0])}. Retry later.",
+                target=str(target) if target else None,
+            ) from exc
+        except ServiceRequestError as exc:  # never sent: nothing can have started
             raise AzureRequestFailed(
                 f"ARM could not be reached to {action}: {redact(str(exc).splitlines()[0])}. Retry later.",
                 target=str(target) if target else None,
             ) from exc
+        if request.method.upper() == "POST" and response.http_response.status_code in AMBIGUOUS_STATUS:
+            code, message = _arm_error(response.http_response)
+            raise OperationOutcomeUnknown(
+                f"ARM answered {response.http_response.status_code} {code} to {action}: {message} It may or may "
+                "not have started.",
+                target=str(target) if target else None,
+            )
         return response
 
     def _raise_for(self, response: HttpResponse, target: Target, action: str) -> None:
@@ -132,10 +206,36 @@ class ManagedCcfClient:
         self._raise_for(response, target, "read the instance")
         return response.json()
 
+    def locations(self, subscription: str, resource_group: str, resource_type: str) -> dict[str, str]:
+        """Every instance of a type in a resource group, as lower-cased resource ID -> location: one paged
+        list per resource group and run instead of one GET per target, which keeps a large fan-out inside
+        ARM's read limit. Resource-group scope, because that is where the app's role is assigned."""
+        url: str | None = (
+            f"{self._endpoint}/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+            f"Microsoft.ConfidentialLedger/{resource_type}?api-version={self._api_version}"
+        )
+        found: dict[str, str] = {}
+        while url:
+            self._check_same_host(url)
+            response = self._send(HttpRequest("GET", url), None, f"list the {resource_type}").http_response
+            if response.status_code == 404:
+                return found  # the resource group does not exist: none of its targets do
+            if response.status_code >= 400:
+                code, message = _arm_error(response)
+                if response.status_code == 403:
+                    raise PermissionDenied(f"ARM refused to list the {resource_type} of {resource_group}: {message}")
+                raise AzureRequestFailed(f"ARM answered {response.status_code} {code} to a list: {message}")
+            body = response.json()
+            for item in body.get("value") or []:
+                found[str(item.get("id", "")).lower()] = str(item.get("location") or "")
+            url = body.get("nextLink")
+        return found
+
     def _start(
-        self, target: Target, suffix: str, method: str, body: dict | None, action: str
+        self, target: Target, suffix: str, method: str, body: dict | None, action: str, correlation: str | None = None
     ) -> tuple[StartedOperation, PipelineResponse]:
-        request = HttpRequest(method, self._url(target, suffix), json=body)
+        headers = {"x-ms-correlation-request-id": correlation_id(correlation)} if correlation else None
+        request = HttpRequest(method, self._url(target, suffix), json=body, headers=headers)
         pipeline_response = self._send(request, target, action)
         response = pipeline_response.http_response
         self._raise_for(response, target, action)
@@ -149,11 +249,11 @@ class ManagedCcfClient:
         )
         return started, pipeline_response
 
-    def start_backup(self, target: Target, sas_url: str, restore_region: str | None = None):
+    def start_backup(self, target: Target, sas_url: str, restore_region: str | None = None, job_id: str | None = None):
         body = {"uri": sas_url}
         if restore_region:
             body["restoreRegion"] = restore_region
-        return self._start(target, "/backup", "POST", body, "start a backup")
+        return self._start(target, "/backup", "POST", body, "start a backup", job_id)
 
     def start_restore(self, target: Target, sas_url: str, share: str, restore_region: str):
         body = {"uri": sas_url, "fileShareName": share, "restoreRegion": restore_region}
@@ -217,17 +317,17 @@ class ManagedCcfClient:
         )
         waited = 0.0
         step = 5.0
-        while not poller.done():
-            if waited >= timeout_seconds:
-                raise OperationTimedOut(
-                    f"The ARM operation did not finish within {timeout_seconds / 60:.0f} minutes; it may still be "
-                    "running. Look at it again later (jobs, status) before starting another."
-                )
-            poller.wait(step)
-            waited += step
-            if on_progress and not poller.done():
-                on_progress(poller.status())
         try:
+            while not poller.done():
+                if waited >= timeout_seconds:
+                    raise OperationTimedOut(
+                        f"The ARM operation did not finish within {timeout_seconds / 60:.0f} minutes; it may still "
+                        "be running. Look at it again later (jobs, status) before starting another."
+                    )
+                poller.wait(step)  # re-raises what ended the poll (a failed operation, a 404)
+                waited += step
+                if on_progress and not poller.done():
+                    on_progress(poller.status())
             poller.result()
         except HttpResponseError as exc:
             # The poller says only "failed or canceled"; the status resource has ARM's code and message.

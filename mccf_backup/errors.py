@@ -60,6 +60,12 @@ AzureRequestFailed = _error("AzureRequestFailed", "azure_request_failed", 502, "
 VerificationFailed = _error("VerificationFailed", "verification_failed", 422, "The backup's ledger did not verify")
 BackupFailed = _error("BackupFailed", "backup_failed", 502, "The backup operation failed")
 RestoreFailed = _error("RestoreFailed", "restore_failed", 502, "The restore operation failed")
+OperationOutcomeUnknown = _error(
+    "OperationOutcomeUnknown", "operation_outcome_unknown", 502, "ARM did not say whether the operation started"
+)
+OperationAbandoned = _error(
+    "OperationAbandoned", "operation_abandoned", 502, "The run that started the operation stopped before its end"
+)
 OperationTimedOut = _error("OperationTimedOut", "operation_timed_out", 504, "The operation did not finish in time")
 JobStoreUnavailable = _error("JobStoreUnavailable", "job_store_unavailable", 503, "The job history is unreachable")
 

@@ -199,6 +199,21 @@ class JobStore:
             raise OperationNotFound(f"No operation with id '{job_id[:64]}' exists.") from exc
         return Job.from_entity(entity)
 
+    def running(self, target: str, kind: str) -> list[Job]:
+        """Jobs of a kind still marked running for a target, newest first: what reconciliation looks at.
+        Filtered by the table service, so it costs one query however long the history is."""
+
+        def query() -> list[Job]:
+            return [
+                Job.from_entity(entity)
+                for entity in self._table.query_entities(
+                    "PartitionKey eq @p and status eq 'running' and kind eq @kind and target eq @target",
+                    parameters={"p": PARTITION, "kind": kind, "target": target},
+                )
+            ]
+
+        return sorted(self._call("list running jobs", query), key=lambda job: job.id)
+
     def list(self, target: str | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
         """Newest first; filtered by target resource ID (case-insensitive) and kind."""
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline import PipelineResponse
+from azure.storage.fileshare import ExponentialRetry
 
 from . import catalog as cat
 from . import clock
@@ -25,6 +27,7 @@ from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
 from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
 from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed, VerificationFailed
+from .errors import OperationAbandoned, OperationInProgress, OperationOutcomeUnknown, OperationTimedOut
 from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
 from .identity import get_credential
 from .jobs import Job, JobStore, new_job_id
@@ -147,10 +150,18 @@ class BackupService:
         self.settings = settings
         self.targets = TargetSet(settings.targets)
         self._credential = credential or get_credential(settings.client_id, interactive=interactive)
-        self.arm = arm or ManagedCcfClient(settings.arm_endpoint, self._credential, settings.api_version)
+        self.arm = arm or ManagedCcfClient(
+            settings.arm_endpoint,
+            self._credential,
+            settings.api_version,
+            read_timeout=settings.arm_timeout_seconds,
+            retry_backoff_factor=0.8,
+        )
         self.jobs = jobs or JobStore(settings.jobs, self._credential)
         self._storage: StorageConfig | None = None
         self._storage_lock = threading.Lock()
+        # (subscription, resource group, type) -> {resource id: location}, listed once per run
+        self._locations: dict[tuple[str, str, str], dict[str, str]] = {}
 
     @classmethod
     def from_environment(cls, *, interactive: bool = False) -> "BackupService":
@@ -166,7 +177,11 @@ class BackupService:
             return self._storage
 
     def catalog(self) -> Catalog:
-        return Catalog(self.storage().service_client())
+        # Catalog calls are small metadata requests: retry a 503 after 2, 4 and 8 s (plus jitter) rather
+        # than the SDK's 15 s first wait, so a storage blip does not stall every target of a run.
+        return Catalog(
+            self.storage().service_client(retry_policy=ExponentialRetry(initial_backoff=2, increment_base=2))
+        )
 
     @property
     def operation_lifetime(self) -> dt.timedelta:
@@ -179,27 +194,141 @@ class BackupService:
         job = Job(job_id or new_job_id(), "backup", target.resource_id, trigger, caller=caller)
 
         def start():
-            instance = self.arm.get(target)
-            if instance is None:
-                raise TargetNotFound(
-                    f"The {target.resource_type} '{target.name}' does not exist in resource group "
-                    f"'{target.resource_group}'. Check MCCF_TARGETS.",
-                    target=str(target),
-                )
-            job.restore_region = instance.get("location")
+            job.restore_region = self._location(target)
             sas_url = self.storage().sas_url(BACKUP, self.operation_lifetime)
-            return self.arm.start_backup(target, sas_url, self.settings.restore_region)
+            job.arm_status = "Starting"
+            self.jobs.save(job)  # a trace before ARM is asked: if this run dies now, reconcile() finds it
+            try:
+                return self.arm.start_backup(target, sas_url, self.settings.restore_region, job.id)
+            except OperationOutcomeUnknown as err:
+                return self._after_ambiguous_backup(job, target, sas_url, err)
 
         started, initial = self._launch(job, start)
         log.info("backup %s started for %s (trigger %s)", job.id, target.resource_id, trigger)
         return job, started, initial
 
+    def _location(self, target: Target) -> str:
+        """The instance's region, from this run's list of its resource group if there is one, else one GET."""
+        key = (target.subscription.lower(), target.resource_group.lower(), target.resource_type)
+        listed = self._locations.get(key)
+        if listed is not None:
+            location = listed.get(target.resource_id.lower())
+        else:
+            instance = self.arm.get(target)
+            location = instance.get("location") if instance is not None else None
+        if location is None:
+            raise TargetNotFound(
+                f"The {target.resource_type} '{target.name}' does not exist in resource group "
+                f"'{target.resource_group}'. Check MCCF_TARGETS.",
+                target=str(target),
+            )
+        return location
+
+    def _prefetch_locations(self) -> None:
+        """One list per resource group for a scheduled run (a failed list falls back to a GET per target)."""
+        groups = {(t.subscription, t.resource_group, t.resource_type) for t in self.targets}
+        for subscription, resource_group, resource_type in sorted(groups):
+            try:
+                listed = self.arm.locations(subscription, resource_group, resource_type)
+            except MccfBackupError as err:
+                log.warning(
+                    "could not list %s in %s (%s); reading targets one by one", resource_type, resource_group, err.code
+                )
+                continue
+            self._locations[(subscription.lower(), resource_group.lower(), resource_type)] = listed
+
+    def _after_ambiguous_backup(
+        self, job: Job, target: Target, sas_url: str, err: MccfBackupError
+    ) -> tuple[StartedOperation, PipelineResponse | None]:
+        """ARM may or may not have started the backup: look before asking again, so none is made twice.
+
+        A share already there means it ran (and finished). Otherwise ask once more: ARM answers 409
+        while a backup of the instance runs, which is then the one the lost answer was about, and
+        the job follows it by its share; a fresh 202 means the first request never started one.
+        """
+        log.warning("backup %s of %s: %s Checking before asking again.", job.id, target.resource_id, err.message)
+        if self.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id) is not None:
+            return StartedOperation(None, None, job.retry_after, completed=True), None
+        try:
+            return self.arm.start_backup(target, sas_url, self.settings.restore_region, job.id)
+        except OperationInProgress:
+            log.info("backup %s: ARM is running a backup of %s; following it by its share", job.id, target.name)
+            return StartedOperation(None, None, job.retry_after, completed=False), None
+
     def backup(self, reference: str, trigger: str, progress: Progress | None = None, caller: str | None = None) -> Job:
         """Back up one target and wait for the end (timer and CLI)."""
         job, started, initial = self.start_backup(reference, trigger, caller)
+        return self._follow(job, started, initial, progress)
+
+    def _follow(
+        self, job: Job, started: StartedOperation, initial: PipelineResponse | None, progress: Progress | None = None
+    ) -> Job:
         target = self.targets.resolve(job.target)
-        status = self.arm.wait(started, initial, target, self.operation_lifetime.total_seconds(), progress)
-        return self._finish(job, status)
+        timeout = self.operation_lifetime.total_seconds()
+        if initial is not None and not started.completed:
+            job = self._finish(job, self.arm.wait(started, initial, target, timeout, progress))
+            if job.done:
+                return job
+        elif started.completed:
+            return self._finish(job, OperationStatus("Succeeded"))
+        deadline = time.monotonic() + timeout
+        while True:  # an operation known only by the share it will write (see _after_ambiguous_backup)
+            job = self.refresh(job.id)
+            if job.done:
+                return job
+            if time.monotonic() >= deadline:
+                job.fail(
+                    OperationTimedOut.code,
+                    f"No backup share appeared within {timeout / 60:.0f} minutes; the backup may still be running. "
+                    "The next run reconciles it.",
+                )
+                self.jobs.save(job)
+                self._outcome_event(job)
+                return job
+            time.sleep(max(1, job.retry_after))
+
+    def reconcile(self, target: Target) -> list[Job]:
+        """Finish what earlier runs left behind for a target, so nothing stays running or untagged.
+
+        Running backup jobs are looked at once (an ended operation is finished; a job whose run died
+        before ARM answered is matched to its share, or failed once it cannot still be running), and
+        a backup share that no job claims is adopted: tagged, with a job recording where it came from.
+        Returns the jobs still running.
+        """
+        still_running = []
+        for job in self.jobs.running(target.resource_id, "backup"):
+            job = self.refresh(job.id)
+            if not job.done:
+                still_running.append(job)
+        if still_running:
+            return still_running  # their shares may be the untagged ones; adopt only when nothing runs
+        catalog = self.catalog()
+        for backup in catalog.backups(target):
+            if backup.metadata.get(cat.META_JOB):
+                continue
+            job = Job(new_job_id(backup.created), "backup", target.resource_id, "reconcile", started=backup.created)
+            job.share = backup.share
+            job.succeed()
+            catalog.tag(
+                backup.share,
+                {
+                    cat.META_TARGET: target.resource_id,
+                    cat.META_JOB: job.id,
+                    cat.META_TRIGGER: "reconcile",
+                    cat.META_STARTED: backup.created.isoformat(),
+                    cat.META_ENDED: job.ended.isoformat(),
+                    cat.META_OUTCOME: "succeeded",
+                },
+            )
+            self._protect_quietly(catalog, job, backup.share)
+            self.jobs.save(job)
+            log.warning(
+                "adopted backup share %s of %s, which no job had claimed (a run ended before tagging it); "
+                "verification will check its ledger files",
+                backup.share,
+                target.name,
+            )
+        return []
 
     def run_scheduled(self, trigger: str = "timer", progress: Progress | None = None) -> RunSummary:
         """Back up every target, several at once; one target's failure never stops the others."""
@@ -214,9 +343,15 @@ class BackupService:
                 summary.results.append(TargetResult(target.resource_id, job, err.code, err.message))
             return summary
 
+        self._prefetch_locations()
+
         def one(target: Target) -> TargetResult:
             try:
-                job = self.backup(target.resource_id, trigger, progress)
+                running = self.reconcile(target)
+                if running:  # a backup an earlier run started is still going: follow it, never start a second
+                    job = self._follow(running[-1], StartedOperation(None, None, 10, False), None, progress)
+                else:
+                    job = self.backup(target.resource_id, trigger, progress)
             except MccfBackupError as err:
                 return TargetResult(target.resource_id, None, err.code, err.message)
             except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
@@ -503,6 +638,8 @@ class BackupService:
                 return job
             self._after_delete(job, delete, status)
             return self.jobs.get(job_id)
+        if job.kind == "backup" and not (job.status_url or job.location_url):
+            return self._refresh_by_share(job, target)
         if not (job.status_url or job.location_url):
             return job  # a replace-restore whose restore another poll is starting right now
         started = StartedOperation(job.status_url, job.location_url, job.retry_after, False)
@@ -511,6 +648,32 @@ class BackupService:
             job.arm_status, job.retry_after = status.status, status.retry_after
             return job
         return self._finish(job, status)
+
+    def _follow_by_share(self, job: Job) -> Job:
+        """ARM no longer knows the operation (its status URL answers 404): the share it writes will tell."""
+        log.warning("backup %s: ARM no longer knows its operation; following it by its share", job.id)
+        job.status_url = job.location_url = None
+        job.arm_status = "Unknown"
+        self.jobs.save(job)
+        return job
+
+    def _refresh_by_share(self, job: Job, target: Target) -> Job:
+        """A backup without an operation URL: ARM answered 200 at once, lost its answer, or the run that
+        started it died before recording it. Its share tells: there, it ran; absent long past the
+        operation lifetime, it never will."""
+        if job.arm_status == "Succeeded":
+            return self._finish(job, OperationStatus("Succeeded"))
+        if self.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id) is not None:
+            return self._finish(job, OperationStatus("Succeeded"))
+        if clock.utcnow() - job.started > self.operation_lifetime + SHARE_CLOCK_SKEW:
+            job.fail(
+                OperationAbandoned.code,
+                f"The run that started this backup stopped before ARM confirmed it (last seen: {job.arm_status}), "
+                f"and no backup share appeared within {self.settings.operation_timeout_minutes} minutes.",
+            )
+            self.jobs.save(job)
+            self._outcome_event(job)
+        return job
 
     def _launch(self, job: Job, start: Callable[[], tuple[StartedOperation, PipelineResponse]]):
         """Run ``start`` (the ARM call and what it needs) and record the job, whatever the outcome."""
@@ -531,6 +694,10 @@ class BackupService:
 
     def _finish(self, job: Job, status: OperationStatus) -> Job:
         target = self.targets.resolve(job.target)
+        if job.kind == "backup" and status.error_code == "OperationNotFound":
+            if self.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id) is None:
+                return self._follow_by_share(job)
+            status = OperationStatus("Succeeded")  # ARM forgot the operation, but its share is there
         job.arm_status = status.status
         if status.status != "Succeeded":
             error = BackupFailed if job.kind == "backup" else RestoreFailed
@@ -597,10 +764,14 @@ class BackupService:
         if job.restore_region:
             metadata[cat.META_LOCATION] = job.restore_region
         catalog.tag(backup.share, metadata)
+        self._protect_quietly(catalog, job, backup.share)
+
+    @staticmethod
+    def _protect_quietly(catalog: Catalog, job: Job, share: str) -> None:
         try:
-            catalog.protect(backup.share)
+            catalog.protect(share)
         except MccfBackupError as err:  # the backup is good; say it is unprotected rather than fail it
-            log.warning("backup %s: could not lease share %s against deletion: %s", job.id, backup.share, err.message)
+            log.warning("backup %s: could not lease share %s against deletion: %s", job.id, share, err.message)
 
     def _finish_restore(self, job: Job, target: Target) -> None:
         instance = self.arm.get(target)

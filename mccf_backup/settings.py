@@ -22,6 +22,9 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_API_VERSION = "2023-06-28-preview"  # the version Microsoft's backup/restore procedure uses
 DEFAULT_CONCURRENCY = 8
 DEFAULT_OPERATION_TIMEOUT_MINUTES = 60
+DEFAULT_ARM_TIMEOUT_SECONDS = 60
+DEFAULT_QUEUE_NAME = "mccfbackup-targets"
+FANOUT_MODES = ("inline", "queue")
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
 DEFAULT_RPO_HOURS = 26
 DEFAULT_ROLES = {
@@ -66,6 +69,9 @@ class Settings:
     client_id: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     operation_timeout_minutes: int = DEFAULT_OPERATION_TIMEOUT_MINUTES
+    arm_timeout_seconds: int = DEFAULT_ARM_TIMEOUT_SECONDS
+    fanout: str = "inline"  # inline: the timer backs up every target; queue: one queue message per target
+    queue_name: str = DEFAULT_QUEUE_NAME
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_overrides: dict[str, RetentionPolicy] = field(default_factory=dict)  # resource ID (lower) -> policy
     rpo_hours: int = DEFAULT_RPO_HOURS
@@ -167,6 +173,15 @@ class Settings:
         concurrency = integer("BACKUP_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 64)
         timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
         rpo_hours = integer("RPO_HOURS", DEFAULT_RPO_HOURS, 1, 24 * 90)
+        arm_timeout = integer("ARM_TIMEOUT_SECONDS", DEFAULT_ARM_TIMEOUT_SECONDS, 1, 300)
+        fanout = get("BACKUP_FANOUT").lower() or "inline"
+        if fanout not in FANOUT_MODES:
+            problems.append(f"BACKUP_FANOUT must be one of {', '.join(FANOUT_MODES)}, not '{fanout[:20]}'")
+        queue_name = get("BACKUP_QUEUE_NAME") or DEFAULT_QUEUE_NAME
+        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", queue_name):
+            problems.append(
+                f"BACKUP_QUEUE_NAME '{queue_name[:70]}' is not a queue name (3-63 lower-case letters, digits, hyphens)"
+            )
         verify_max = integer("VERIFY_MAX_PER_RUN", 10, 0, 1000)
         restore_enabled = get("RESTORE_ENABLED").lower()
         if restore_enabled not in ("", "true", "false"):
@@ -213,6 +228,9 @@ class Settings:
             client_id=get("AZURE_CLIENT_ID") or None,
             concurrency=concurrency,
             operation_timeout_minutes=timeout,
+            arm_timeout_seconds=arm_timeout,
+            fanout=fanout,
+            queue_name=queue_name,
             retention=retention,
             retention_overrides=overrides,
             rpo_hours=rpo_hours,

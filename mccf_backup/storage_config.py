@@ -191,6 +191,12 @@ def load_storage_config(key_vault_url: str, secret_name: str, credential: TokenC
             "Check that the app's managed identity exists (and AZURE_CLIENT_ID, for a user-assigned one)."
         ) from exc
     except HttpResponseError as exc:
+        if exc.status_code == 403 and "disabled" in str(exc.message or exc).lower():
+            raise SecretNotFound(
+                f"The current version of secret '{secret_name}' in Key Vault {key_vault_url} is disabled. Enable it "
+                f"(az keyvault secret set-attributes --vault-name <vault> --name {secret_name} --enabled true) or "
+                "store a new version."
+            ) from exc
         if exc.status_code == 403:
             raise PermissionDenied(
                 f"The app's identity may not read secret '{secret_name}' in Key Vault {key_vault_url}: give it "

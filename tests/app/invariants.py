@@ -1,0 +1,61 @@
+"""What must hold after any fault: no backup lost, none made twice, no share untagged, no job running forever."""
+
+from __future__ import annotations
+
+from azure.storage.fileshare import ShareServiceClient
+
+from mccf_backup import catalog as cat
+from mccf_backup.arm import correlation_id
+from mccf_backup.service import BackupService
+
+
+def shares_of(emulator, app: str) -> dict[str, dict]:
+    """Every backup share of an app, straight from the storage account (not through the engine)."""
+    service = ShareServiceClient.from_connection_string(emulator.connection_string())
+    return {
+        share.name: dict(share.metadata or {})
+        for share in service.list_shares(name_starts_with=f"{app}-", include_metadata=True)
+    }
+
+
+def backup_operations(emulator, resource_id: str) -> list[dict]:
+    """Every backup ARM started for an instance, whatever became of the answer to its POST."""
+    return [
+        o
+        for o in emulator.arm.operations.values()
+        if o["kind"] == "backup" and o["resource"].lower() == resource_id.lower()
+    ]
+
+
+def assert_nothing_lost(service: BackupService, emulator, targets: list[str]) -> dict[str, list]:
+    """Reconcile once (what the next run does first), then check the invariants; returns jobs by target."""
+    by_target = {}
+    for target_id in targets:
+        target = service.targets.resolve(target_id)
+        running = service.reconcile(target)
+        assert not running, f"{target.name}: jobs still running after reconciliation: {[j.id for j in running]}"
+        jobs = [j for j in service.jobs.list(target=target.resource_id, limit=1000) if j.kind == "backup"]
+        assert all(j.done for j in jobs), [j.id for j in jobs if not j.done]
+        shares = shares_of(emulator, target.name)
+        for share, metadata in shares.items():
+            assert metadata.get(cat.META_TARGET) == target.resource_id, f"{share} is not tagged for its target"
+            assert metadata.get(cat.META_JOB), f"{share} is tagged with no job"
+        claimed = [metadata[cat.META_JOB] for metadata in shares.values()]
+        assert len(claimed) == len(set(claimed)), f"{target.name}: two shares claim one job"
+        succeeded = {j.id: j for j in jobs if j.status == "succeeded"}
+        for job in succeeded.values():
+            assert job.share in shares, f"backup {job.id} succeeded but its share {job.share} is gone"
+        assert set(claimed) == set(succeeded), (
+            f"{target.name}: shares and succeeded jobs differ: shares claim {sorted(claimed)}, "
+            f"succeeded {sorted(succeeded)}"
+        )
+        # Nothing made twice: ARM ran at most one backup per job (by the correlation id each job sends).
+        per_job: dict[str, int] = {}
+        for operation in backup_operations(emulator, target.resource_id):
+            per_job[operation.get("correlation")] = per_job.get(operation.get("correlation"), 0) + 1
+        twice = {job.id for job in jobs if per_job.get(correlation_id(job.id), 0) > 1}
+        assert not twice, f"{target.name}: ARM ran two backups for jobs {sorted(twice)}"
+        written = [o for o in backup_operations(emulator, target.resource_id) if o["status"] == "Succeeded"]
+        assert len(written) == len(shares), f"{target.name}: {len(written)} backups written, {len(shares)} shares"
+        by_target[target_id] = jobs
+    return by_target
