@@ -103,17 +103,27 @@ class ManagedCcfService:
         self._clock, self._files, self._storage_auth = clock, files, storage_auth
         self._file_endpoint, self._faults, self.options = file_endpoint, faults, options
         self.lock = threading.RLock()  # the front door holds it per request: werkzeug serves threads
+        self._dirty = False
 
     def save(self) -> None:
-        write_json(
-            self._path,
-            {
-                "resources": self.resources,
-                "tombstones": self.tombstones,
-                "operations": self.operations,
-                "backups": self.backups,
-            },
-        )
+        """Mark the state changed; ``flush`` writes it (the settler does, twice a second, and ``stop``),
+        so a burst of hundreds of operations does not rewrite the whole file for each one."""
+        self._dirty = True
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            write_json(
+                self._path,
+                {
+                    "resources": self.resources,
+                    "tombstones": self.tombstones,
+                    "operations": self.operations,
+                    "backups": self.backups,
+                },
+            )
 
     # --- resources ---
     def create_resource(

@@ -90,6 +90,17 @@ class ControlApp:
         if path == "/resources" and method == "GET":
             emu.arm.settle_all()
             return _json(list(emu.arm.resources.values()))
+        if path == "/requests" and method == "GET":  # answered requests, counted (benchmarks, outside tests)
+            return _json(
+                {
+                    "count": emu.faults.count(
+                        request.args.get("service", "arm"),
+                        request.args.get("method"),
+                        request.args.get("path"),
+                        int(request.args["status"]) if request.args.get("status") else None,
+                    )
+                }
+            )
         if path == "/operations" and method == "GET":
             emu.arm.settle_all()
             return _json(

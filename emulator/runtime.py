@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import os
 import secrets
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from werkzeug.wsgi import LimitedStream
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import arm as arm_module
@@ -52,12 +54,46 @@ SERVICES = ("identity", "arm", "keyvault", "file", "control")
 
 class _CasePreservingHandler(WSGIRequestHandler):
     """Keeps the headers as sent: Azure Storage returns metadata names in the case they were set, and
-    accepts underscores in them; WSGI's environ upper-cases names and werkzeug drops underscored ones."""
+    accepts underscores in them; WSGI's environ upper-cases names and werkzeug drops underscored ones.
+
+    It also keeps connections alive, as Azure does. Werkzeug's development server closes every
+    connection, so each request would pay a new TLS handshake and the emulator, not the client,
+    would bound every throughput measured against it. Keep-alive is safe once each request's body
+    is read to its end before the next request line, which ``_body`` makes sure of.
+    """
+
+    timeout = 120  # an idle kept-alive connection is closed after this many seconds
 
     def make_environ(self) -> dict:
         environ = super().make_environ()
         environ["emulator.raw_headers"] = list(self.headers.items())
+        self._body = None
+        if not environ.get("wsgi.input_terminated"):  # a Content-Length body (chunked bodies close below)
+            self._body = LimitedStream(environ["wsgi.input"], int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = self._body
+        # After the response werkzeug discards whatever the socket holds (safe only when it closes the
+        # connection): with keep-alive that is the client's next request. Hide the stream from it.
+        self._connection_rfile, self.rfile = self.rfile, io.BytesIO()
         return environ
+
+    def run_wsgi(self) -> None:
+        try:
+            super().run_wsgi()
+        finally:
+            if getattr(self, "_connection_rfile", None) is not None:
+                self.rfile, self._connection_rfile = self._connection_rfile, None
+        if self._body is None:
+            self.close_connection = True
+        else:
+            try:
+                self._body.exhaust()  # what the app did not read, so the next request line is next
+            except (ConnectionError, OSError):
+                self.close_connection = True
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
+            return  # werkzeug closes every connection; this handler drains bodies, so it need not
+        super().send_header(keyword, value)
 
 
 @dataclass
@@ -189,9 +225,13 @@ class Emulator:
         return self
 
     def _settle_loop(self) -> None:
+        rounds = 0
         while not self._settling.wait(0.05):
+            rounds += 1
             try:
                 self.arm.settle_all()
+                if rounds % 10 == 0:
+                    self.arm.flush()
             except Exception:  # noqa: BLE001 - a failed write is the operation's outcome; keep settling others
                 pass
 
@@ -212,6 +252,8 @@ class Emulator:
     def stop(self) -> None:
         if getattr(self, "_settling", None) is not None:
             self._settling.set()
+            self._settler.join(timeout=5)
+        self.arm.flush()
         for item in self._servers.values():
             item.server.shutdown()
             item.server.server_close()

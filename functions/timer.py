@@ -20,7 +20,18 @@ class ScheduledBackupFailed(Exception):
 def scheduled_backup(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("The scheduled backup is running late (past due); running it now.")
-    summary = BackupService.from_environment().run_scheduled("timer")
+    service = BackupService.from_environment()
+    if service.settings.fanout == "queue":  # scale-out: one message per target, backed up by backup_target
+        outcome = service.enqueue_scheduled()
+        failed = {target: reason for target, reason in outcome.items() if reason}
+        log.info("Scheduled backup: enqueued %d of %d targets.", len(outcome) - len(failed), len(outcome))
+        if failed:
+            raise ScheduledBackupFailed(
+                f"{len(failed)} of {len(outcome)} targets could not be enqueued: "
+                + "; ".join(f"{t.rsplit('/', 1)[-1]}: {r}" for t, r in failed.items())
+            )
+        return
+    summary = service.run_scheduled("timer")
     log.info(summary.text())
     if summary.failed:
         failed = ", ".join(result.target.rsplit("/", 1)[-1] for result in summary.failed)

@@ -39,6 +39,10 @@ param lockBackupStorage bool = true
 @description('Where alerts go (an e-mail address); empty: alerts show in the portal only')
 param alertEmail string = ''
 
+@description('inline: the timer backs up every target itself; queue: one queue message per target (many targets)')
+@allowed(['inline', 'queue'])
+param backupFanout string = 'inline'
+
 @description('Allow replace-restore (delete then restore); also grants the delete action on the targets')
 param allowReplaceRestore bool = false
 
@@ -314,6 +318,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     RESTORE_REGION: ''
     BACKUP_CONCURRENCY: '8'
     BACKUP_OPERATION_TIMEOUT_MINUTES: '60'
+    ARM_TIMEOUT_SECONDS: '60'
+    BACKUP_FANOUT: backupFanout
+    BACKUP_QUEUE_NAME: 'mccfbackup-targets'
     JOBS_TABLE_NAME: 'mccfbackupjobs'
     RPO_HOURS: '26'
     VERIFY_MAX_PER_RUN: '10'

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+
+import requests
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -115,6 +117,7 @@ class ManagedCcfClient:
         credential: TokenCredential,
         api_version: str,
         read_timeout: float = 60,
+        session: requests.Session | None = None,
         **transport_kwargs,
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
@@ -122,7 +125,12 @@ class ManagedCcfClient:
         self._client = ARMPipelineClient(
             base_url=self._endpoint,
             # every request, the poller's included: a hung connection fails after read_timeout, not 300 s
-            transport=RequestsTransport(read_timeout=read_timeout, connection_timeout=min(read_timeout, 30)),
+            transport=RequestsTransport(
+                session=session,
+                session_owner=session is None,
+                read_timeout=read_timeout,
+                connection_timeout=min(read_timeout, 30),
+            ),
             policies=[
                 policies.RequestIdPolicy(),
                 policies.HeadersPolicy(),

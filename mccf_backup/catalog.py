@@ -124,10 +124,21 @@ class Catalog:
     def backups(self, target: Target) -> list[Backup]:
         """This target's backups, newest first."""
         try:
-            items = self._service.list_shares(name_starts_with=target.share_prefix, include_metadata=True)
-            found = [self._belongs(target, item.name, item.metadata or {}) for item in items]
+            items = list(self._service.list_shares(name_starts_with=target.share_prefix, include_metadata=True))
         except HttpResponseError as exc:
             raise _storage_error(exc, "list backup shares") from exc
+        return self.backups_in(target, items)
+
+    def list_all(self) -> list:
+        """Every share of the account with its metadata (one paged listing for a whole run)."""
+        try:
+            return list(self._service.list_shares(include_metadata=True))
+        except HttpResponseError as exc:
+            raise _storage_error(exc, "list backup shares") from exc
+
+    def backups_in(self, target: Target, items: list) -> list[Backup]:
+        """This target's backups among listed shares, newest first."""
+        found = [self._belongs(target, item.name, item.metadata or {}) for item in items]
         return sorted((b for b in found if b is not None), key=lambda b: b.created, reverse=True)
 
     def get(self, target: Target, share: str) -> Backup:
@@ -190,10 +201,12 @@ class Catalog:
         except HttpResponseError as exc:
             raise _storage_error(exc, f"read the size of share '{share}'") from exc
 
-    def tag(self, share: str, metadata: dict[str, str]) -> None:
+    def tag(self, share: str, metadata: dict[str, str], current: dict[str, str] | None = None) -> None:
+        """Add metadata to a share's; ``current`` is its metadata as just listed (saves a read)."""
         client = self._service.get_share_client(share)
         try:
-            current = client.get_share_properties().metadata or {}
+            if current is None:
+                current = client.get_share_properties().metadata or {}
             client.set_share_metadata({**current, **metadata})
         except HttpResponseError as exc:
             raise _storage_error(exc, f"tag share '{share}'") from exc

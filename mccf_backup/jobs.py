@@ -199,18 +199,17 @@ class JobStore:
             raise OperationNotFound(f"No operation with id '{job_id[:64]}' exists.") from exc
         return Job.from_entity(entity)
 
-    def running(self, target: str, kind: str) -> list[Job]:
-        """Jobs of a kind still marked running for a target, newest first: what reconciliation looks at.
-        Filtered by the table service, so it costs one query however long the history is."""
+    def running(self, target: str | None, kind: str) -> list[Job]:
+        """Jobs of a kind still marked running (for one target, or all), oldest first: what reconciliation
+        looks at. Filtered by the table service, so it costs one query however long the history is."""
+        condition = "PartitionKey eq @p and status eq 'running' and kind eq @kind"
+        parameters = {"p": PARTITION, "kind": kind}
+        if target is not None:
+            condition += " and target eq @target"
+            parameters["target"] = target
 
         def query() -> list[Job]:
-            return [
-                Job.from_entity(entity)
-                for entity in self._table.query_entities(
-                    "PartitionKey eq @p and status eq 'running' and kind eq @kind and target eq @target",
-                    parameters={"p": PARTITION, "kind": kind, "target": target},
-                )
-            ]
+            return [Job.from_entity(entity) for entity in self._table.query_entities(condition, parameters=parameters)]
 
         return sorted(self._call("list running jobs", query), key=lambda job: job.id)
 

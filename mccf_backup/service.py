@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from azure.core.credentials import TokenCredential
+import requests
 from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.fileshare import ExponentialRetry
 
 from . import catalog as cat
 from . import clock
 from . import events
+from . import fanout_queue
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
 from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
@@ -137,6 +140,28 @@ class RestorePlan:
     replacing: bool = False
 
 
+@dataclass
+class RunSnapshot:
+    """What a scheduled run reads once for all its targets instead of once per target: the running
+    backup jobs and the backup shares, as they were when the run started (reconciliation input)."""
+
+    running_jobs: dict[str, list[Job]]  # lower-cased target -> jobs
+    shares: list  # ShareProperties with metadata, of every share in the account
+
+    @classmethod
+    def take(cls, jobs: JobStore, catalog: Catalog) -> "RunSnapshot":
+        running: dict[str, list[Job]] = {}
+        for job in jobs.running(None, "backup"):
+            running.setdefault(job.target.lower(), []).append(job)
+        return cls(running, catalog.list_all())
+
+    def running(self, target: Target) -> list[Job]:
+        return self.running_jobs.get(target.resource_id.lower(), [])
+
+    def backups(self, target: Target, catalog: Catalog) -> list[Backup]:
+        return catalog.backups_in(target, self.shares)
+
+
 class BackupService:
     def __init__(
         self,
@@ -150,15 +175,24 @@ class BackupService:
         self.settings = settings
         self.targets = TargetSet(settings.targets)
         self._credential = credential or get_credential(settings.client_id, interactive=interactive)
+        # One connection pool per run, sized for the fan-out: every worker keeps its TLS connections
+        # to ARM and Storage instead of a new handshake per request.
+        self._http = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * settings.concurrency))
+        self._http.mount("https://", adapter)
+        self._http.mount("http://", adapter)
         self.arm = arm or ManagedCcfClient(
             settings.arm_endpoint,
             self._credential,
             settings.api_version,
             read_timeout=settings.arm_timeout_seconds,
+            session=self._http,
             retry_backoff_factor=0.8,
         )
         self.jobs = jobs or JobStore(settings.jobs, self._credential)
         self._storage: StorageConfig | None = None
+        self._catalog: Catalog | None = None
+        self._run_snapshot: RunSnapshot | None = None
         self._storage_lock = threading.Lock()
         # (subscription, resource group, type) -> {resource id: location}, listed once per run
         self._locations: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -177,11 +211,19 @@ class BackupService:
             return self._storage
 
     def catalog(self) -> Catalog:
-        # Catalog calls are small metadata requests: retry a 503 after 2, 4 and 8 s (plus jitter) rather
-        # than the SDK's 15 s first wait, so a storage blip does not stall every target of a run.
-        return Catalog(
-            self.storage().service_client(retry_policy=ExponentialRetry(initial_backoff=2, increment_base=2))
-        )
+        """One catalog (one Storage client and its connections) per run, shared by every worker."""
+        storage = self.storage()
+        with self._storage_lock:
+            if self._catalog is None:
+                # Catalog calls are small metadata requests: retry a 503 after about 2, 6 and 10 s rather
+                # than the SDK's 15 s first wait, so a storage blip does not stall every target of a run.
+                self._catalog = Catalog(
+                    storage.service_client(
+                        retry_policy=ExponentialRetry(initial_backoff=2, increment_base=2),
+                        transport=RequestsTransport(session=self._http, session_owner=False),
+                    )
+                )
+            return self._catalog
 
     @property
     def operation_lifetime(self) -> dt.timedelta:
@@ -226,16 +268,22 @@ class BackupService:
 
     def _prefetch_locations(self) -> None:
         """One list per resource group for a scheduled run (a failed list falls back to a GET per target)."""
-        groups = {(t.subscription, t.resource_group, t.resource_type) for t in self.targets}
-        for subscription, resource_group, resource_type in sorted(groups):
+        groups = sorted({(t.subscription, t.resource_group, t.resource_type) for t in self.targets})
+
+        def list_group(group: tuple[str, str, str]) -> None:
+            subscription, resource_group, resource_type = group
             try:
                 listed = self.arm.locations(subscription, resource_group, resource_type)
             except MccfBackupError as err:
                 log.warning(
                     "could not list %s in %s (%s); reading targets one by one", resource_type, resource_group, err.code
                 )
-                continue
+                return
             self._locations[(subscription.lower(), resource_group.lower(), resource_type)] = listed
+
+        workers = max(1, min(self.settings.concurrency, len(groups)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mccf-backup-list") as pool:
+            list(pool.map(list_group, groups))
 
     def _after_ambiguous_backup(
         self, job: Job, target: Target, sas_url: str, err: MccfBackupError
@@ -287,6 +335,50 @@ class BackupService:
                 return job
             time.sleep(max(1, job.retry_after))
 
+    def _backup_or_follow(self, target: Target, trigger: str, progress: Progress | None = None) -> Job:
+        """Reconcile the target, then follow a backup an earlier run left running (never start a second
+        while ARM runs one), or start a new one."""
+        running = [job for job in self.reconcile(target) if job.arm_status != "Starting"]
+        if running:
+            return self._follow(running[-1], StartedOperation(None, None, 10, False), None, progress)
+        return self.backup(target.resource_id, trigger, progress)
+
+    # --- scale-out through a queue (BACKUP_FANOUT=queue) ---
+    def enqueue_scheduled(self) -> dict[str, str | None]:
+        """One queue message per target; returns target -> None (enqueued) or why not (also a failed job)."""
+        run = new_job_id()
+        client = fanout_queue.queue_client(self.settings.jobs, self.settings.queue_name, self._credential)
+        outcome = fanout_queue.enqueue(client, [fanout_queue.TargetMessage(t.resource_id, run) for t in self.targets])
+        for target, reason in outcome.items():
+            if reason is not None:
+                job = Job(new_job_id(), "backup", target, "timer")
+                job.fail("azure_request_failed", reason)
+                self._save_quietly(job)
+                self._outcome_event(job)
+        return outcome
+
+    def backup_from_queue(self, body: str, dequeue_count: int, max_dequeue_count: int) -> Job:
+        """Back up the target of one queue message. Raises (so the host retries, then moves the message
+        to the poison queue) when it fails; the last attempt's job says the message goes to poison."""
+        last = dequeue_count >= max_dequeue_count
+        poison = (
+            f"attempt {dequeue_count} of {max_dequeue_count}; the message goes to '{self.settings.queue_name}-poison'"
+        )
+        try:
+            message = fanout_queue.TargetMessage.parse(body)
+            target = self.targets.resolve(message.target)
+            job = self._backup_or_follow(target, message.trigger)
+        except MccfBackupError as err:
+            if last:
+                job = getattr(err, "job", None) or Job(new_job_id(), "backup", err.target or body[:200], "queue")
+                job.fail(err.code, f"{err.message} ({poison})")
+                self._save_quietly(job)
+            raise
+        if job.status == "failed" and last:
+            job.error_message = f"{job.error_message} ({poison})"
+            self.jobs.save(job)
+        return job
+
     def reconcile(self, target: Target) -> list[Job]:
         """Finish what earlier runs left behind for a target, so nothing stays running or untagged.
 
@@ -296,14 +388,20 @@ class BackupService:
         Returns the jobs still running.
         """
         still_running = []
-        for job in self.jobs.running(target.resource_id, "backup"):
+        if self._run_snapshot is not None:  # a scheduled run listed the jobs and shares once for all targets
+            running, backups = self._run_snapshot.running(target), None
+        else:
+            running, backups = self.jobs.running(target.resource_id, "backup"), None
+        for job in running:
             job = self.refresh(job.id)
             if not job.done:
                 still_running.append(job)
         if still_running:
             return still_running  # their shares may be the untagged ones; adopt only when nothing runs
         catalog = self.catalog()
-        for backup in catalog.backups(target):
+        if self._run_snapshot is not None and not running:  # a job finished above tagged a share since
+            backups = self._run_snapshot.backups(target, catalog)
+        for backup in backups if backups is not None else catalog.backups(target):
             if backup.metadata.get(cat.META_JOB):
                 continue
             job = Job(new_job_id(backup.created), "backup", target.resource_id, "reconcile", started=backup.created)
@@ -319,6 +417,7 @@ class BackupService:
                     cat.META_ENDED: job.ended.isoformat(),
                     cat.META_OUTCOME: "succeeded",
                 },
+                current=backup.metadata,
             )
             self._protect_quietly(catalog, job, backup.share)
             self.jobs.save(job)
@@ -344,14 +443,14 @@ class BackupService:
             return summary
 
         self._prefetch_locations()
+        try:
+            self._run_snapshot = RunSnapshot.take(self.jobs, self.catalog())
+        except MccfBackupError as err:  # reconcile then reads per target
+            log.warning("could not list jobs and shares for the run (%s); reading them per target", err.code)
 
         def one(target: Target) -> TargetResult:
             try:
-                running = self.reconcile(target)
-                if running:  # a backup an earlier run started is still going: follow it, never start a second
-                    job = self._follow(running[-1], StartedOperation(None, None, 10, False), None, progress)
-                else:
-                    job = self.backup(target.resource_id, trigger, progress)
+                job = self._backup_or_follow(target, trigger, progress)
             except MccfBackupError as err:
                 return TargetResult(target.resource_id, None, err.code, err.message)
             except Exception as exc:  # noqa: BLE001 - one target's bug must not stop the others
@@ -360,8 +459,11 @@ class BackupService:
             return TargetResult(target.resource_id, job, job.error_code, job.error_message)
 
         workers = max(1, min(self.settings.concurrency, len(self.targets)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mccf-backup") as pool:
-            summary.results.extend(pool.map(one, list(self.targets)))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mccf-backup") as pool:
+                summary.results.extend(pool.map(one, list(self.targets)))
+        finally:
+            self._run_snapshot = None  # it described this run's start only
         return summary
 
     # --- restore ---
@@ -685,6 +787,7 @@ class BackupService:
             job.fail(err.code, err.message)
             self.jobs.save(job)
             self._outcome_event(job)
+            err.job = job  # the recorded failure, for a caller that adds to it (a queue message's last attempt)
             raise
         job.status_url, job.location_url = started.status_url, started.location_url
         job.retry_after = started.retry_after
@@ -763,7 +866,7 @@ class BackupService:
         }
         if job.restore_region:
             metadata[cat.META_LOCATION] = job.restore_region
-        catalog.tag(backup.share, metadata)
+        catalog.tag(backup.share, metadata, current=backup.metadata)  # as just listed: no second read
         self._protect_quietly(catalog, job, backup.share)
 
     @staticmethod

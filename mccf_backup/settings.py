@@ -55,6 +55,7 @@ class JobStoreLocation:
     connection_string: str | None = None
     table_endpoint: str | None = None  # identity-based connection (AzureWebJobsStorage__tableServiceUri)
     table_name: str = DEFAULT_JOBS_TABLE
+    queue_endpoint: str | None = None  # identity-based connection (AzureWebJobsStorage__queueServiceUri)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,12 @@ class Settings:
                 else None
             ),
             table_name=table_name,
+            queue_endpoint=get("AzureWebJobsStorage__queueServiceUri")
+            or (
+                f"https://{get('AzureWebJobsStorage__accountName')}.queue.core.windows.net"
+                if get("AzureWebJobsStorage__accountName")
+                else None
+            ),
         )
         if not jobs.connection_string and not jobs.table_endpoint:
             problems.append(

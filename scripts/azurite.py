@@ -1,6 +1,7 @@
-"""Start and stop Microsoft's Azurite Table service (the real one, from npm) for tests and the demo.
+"""Start and stop Microsoft's Azurite Table and Queue services (the real ones, from npm).
 
-The job history lives in Table storage; locally that is Azurite, never a fake. Azurite's well-known
+The job history lives in Table storage and the scale-out mode's messages in Queue storage; locally
+that is Azurite, never a fake. Azurite's well-known
 development account and key are public by design (they are in Microsoft's docs), not a secret.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE_TABLE = REPO / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-table"
+AZURITE_QUEUE = REPO / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-queue"
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -28,48 +30,54 @@ class Azurite:
         if not AZURITE_TABLE.exists():
             raise RuntimeError(f"Azurite is not installed ({AZURITE_TABLE}); run `make test` or `make demo`.")
         self.port = _free_port()
+        self.queue_port = _free_port()
         self._location = location
-        self._process: subprocess.Popen | None = None
+        self._processes: list[subprocess.Popen] = []
 
     @property
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
             f"TableEndpoint=http://127.0.0.1:{self.port}/{DEV_ACCOUNT};"
+            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{DEV_ACCOUNT};"
         )
 
-    def __enter__(self) -> "Azurite":
-        command = [
-            str(AZURITE_TABLE),
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(self.port),
-            "--disableTelemetry",
-            "--skipApiVersionCheck",
-        ]
+    def _start(self, binary: Path, service: str, port: int) -> None:
+        command = [str(binary), f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+        command += ["--disableTelemetry", "--skipApiVersionCheck"]
         if self._location is None:
             command.append("--inMemoryPersistence")
         else:
             self._location.mkdir(parents=True, exist_ok=True)
             command += ["--location", str(self._location)]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._processes.append(process)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Azurite exited at start: {self._process.stderr.read().decode()[-2000:]}")
+            if process.poll() is not None:
+                raise RuntimeError(f"Azurite {service} exited at start: {process.stderr.read().decode()[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
             except OSError:
                 time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("Azurite did not start listening within 30 seconds.")
+        raise RuntimeError(f"Azurite {service} did not start listening within 30 seconds.")
+
+    def __enter__(self) -> "Azurite":
+        try:
+            self._start(AZURITE_TABLE, "table", self.port)
+            self._start(AZURITE_QUEUE, "queue", self.queue_port)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        self._processes.clear()

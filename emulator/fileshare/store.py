@@ -80,6 +80,7 @@ class FileStore:
         self._root = root
         self._clock = clock
         self._lock = threading.RLock()
+        self._listing_cache: dict[Path, tuple[int, dict]] = {}
         root.mkdir(parents=True, exist_ok=True)
 
     # --- layout ---
@@ -138,9 +139,24 @@ class FileStore:
             return
         names = sorted(p.stem for p in folder.glob("*.json") if p.stem.startswith(prefix))
         for name in names:
-            doc = read_json(folder / f"{name}.json", None)
+            doc = self._read_for_listing(folder / f"{name}.json")
             if doc is not None:
                 yield doc
+
+    def _read_for_listing(self, path: Path) -> dict | None:
+        """A share document for a listing (read-only), parsed again only when its file changed: a
+        listing of thousands of shares must not parse thousands of files each time."""
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._listing_cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        doc = read_json(path, None)
+        if doc is not None:
+            self._listing_cache[path] = (stamp, doc)
+        return doc
 
     def delete_share(self, account: str, share: str, lease_id: str | None) -> None:
         with self._lock:

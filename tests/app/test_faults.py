@@ -152,12 +152,13 @@ def test_key_vault_down_fails_every_target_clearly(app_env, emulator):
 def test_a_disabled_secret_says_so(app_env, emulator):
     name = app_env["STORAGE_SECRET_NAME"]
     client = secret_client(emulator)
-    value = client.get_secret(name).value
+    original = client.get_secret(name)
+    value = original.value
     client.set_secret(name, value, enabled=False)
     try:
         summary = BackupService.from_environment().run_scheduled()
     finally:
-        client.set_secret(name, value)
+        client.set_secret(name, value, content_type=original.properties.content_type)
     assert {r.error_code for r in summary.results} == {"secret_not_found"}
     assert "disabled" in summary.results[0].error_message and value not in summary.results[0].error_message
 

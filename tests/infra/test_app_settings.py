@@ -13,6 +13,7 @@ NOT_FROM_INFRA = {
     "WEBSITE_AUTH_ENABLED",  # App Service sets it when App Service Authentication is on
     "AzureWebJobsStorage",  # infra uses the identity-based form, AzureWebJobsStorage__accountName
     "AzureWebJobsStorage__tableServiceUri",  # an alternative to __accountName
+    "AzureWebJobsStorage__queueServiceUri",  # an alternative to __accountName
 }
 
 

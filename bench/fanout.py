@@ -1,0 +1,196 @@
+"""Benchmark: a scheduled run over many targets against ARM's write throttle.
+
+    python -m bench.fanout [--targets 500] [--groups 25] [--sequential-sample 30]
+
+On the local emulator (its own process) with 100 ms added to every ARM request and ARM's
+subscription limits (writes: 200 burst, then 10/s; reads: 250 burst, then 25/s), measures in one
+run on this machine:
+- the scheduled run (BackupService.run_scheduled, BACKUP_CONCURRENCY=--concurrency, 64) over --targets targets,
+  with its failures and the 429s it met;
+- the throttle's lower bound: the time the token buckets alone need for the fewest requests the
+  work takes (one backup POST per target; one list per resource group and one status poll per
+  backup);
+- the manual procedure, one call after the other (POST, then poll until done), timed on a sample
+  of --sequential-sample targets and scaled to --targets (scaled, because the full sequential loop
+  takes over ten minutes; the per-target time does not depend on how many came before).
+Goal: the run within 1.15x of the lower bound, zero targets failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from emulator import Emulator
+from emulator.throttle import ThrottleConfig
+from mccf_backup.arm import ManagedCcfClient
+from mccf_backup.identity import get_credential, reset_credentials
+from mccf_backup.service import BackupService
+from mccf_backup.storage_config import BACKUP, load_storage_config
+from mccf_backup.targets import parse_target
+from scripts.azurite import Azurite
+from scripts.envvars import scoped_environ
+
+ARM_LATENCY_SECONDS = 0.1
+OPERATION_SECONDS = 0.2
+
+
+class EmulatorProcess:
+    """The emulator in its own process: serving must not share this process's GIL with the run."""
+
+    def __init__(self, state: Path) -> None:
+        self._state = state
+        self._process: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+
+    def __enter__(self) -> "EmulatorProcess":
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "serve",
+                "--state-dir",
+                str(self._state),
+                "--operation-seconds",
+                str(OPERATION_SECONDS),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for line in self._process.stdout:
+            if line.strip() == "ready":
+                break
+        self.env = dict(line.split("=", 1) for line in (self._state / "emulator.env").read_text().splitlines())
+        return self
+
+    def control(self, method: str, path: str, body: dict | None = None) -> dict | None:
+        request = urllib.request.Request(
+            self.env["EMULATOR_CONTROL_URL"] + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+        return json.loads(text) if text else None
+
+    def count(self, **query: str | int) -> int:
+        return self.control("GET", "/requests?" + "&".join(f"{k}={v}" for k, v in query.items()))["count"]
+
+    def cpu_seconds(self) -> float:
+        """CPU time the emulator process used so far (user + system), from /proc."""
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / __import__("os").sysconf("SC_CLK_TCK")
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=30)
+
+
+def create_instances(state: Path, groups: int, per_group: int, prefix: str) -> list[str]:
+    """Instances written straight into the emulator's state (setup, not measured)."""
+    with Emulator(state, seed=True) as emu:
+        return [
+            emu.add_instance(f"rg-{prefix}-{g:03d}", f"{prefix}{g:03d}x{i:03d}")
+            for g in range(groups)
+            for i in range(per_group)
+        ]
+
+
+def bucket_seconds(requests: int, burst: int, per_second: float) -> float:
+    return max(0, requests - burst) / per_second
+
+
+def sequential_manual(targets: list[str], env: dict[str, str]) -> float:
+    """The documented manual procedure for each target in turn: POST .../backup, poll until done."""
+    with scoped_environ(env):
+        reset_credentials()
+        credential = get_credential(None)
+        storage = load_storage_config(env["KEY_VAULT_URL"], env["STORAGE_SECRET_NAME"], credential)
+        arm = ManagedCcfClient(env["ARM_ENDPOINT"], credential, "2023-06-28-preview")
+        started = time.perf_counter()
+        for resource_id in targets:
+            target = parse_target(resource_id)
+            operation, initial = arm.start_backup(target, storage.sas_url(BACKUP, dt.timedelta(hours=1)))
+            status = arm.wait(operation, initial, target, 600)
+            assert status.status == "Succeeded", status
+        return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=500)
+    parser.add_argument("--groups", type=int, default=25, help="resource groups the targets are spread over")
+    parser.add_argument("--sequential-sample", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, default=64, help="BACKUP_CONCURRENCY of the run")
+    args = parser.parse_args()
+    throttle = ThrottleConfig()
+    with tempfile.TemporaryDirectory(prefix="mccf-bench-fanout-") as scratch:
+        state = Path(scratch) / "emulator"
+        per_group = args.targets // args.groups
+        targets = create_instances(state, args.groups, per_group, "fan")
+        sample = create_instances(state, 1, args.sequential_sample, "seq")
+        with EmulatorProcess(state) as emu, Azurite() as azurite:
+            emu.control("POST", "/latency", {"service": "arm", "seconds": ARM_LATENCY_SECONDS})
+            env = {
+                **emu.env,
+                "MCCF_TARGETS": ",".join(targets),
+                "BACKUP_SCHEDULE": "0 0 2 * * *",
+                "AzureWebJobsStorage": azurite.connection_string,
+                "JOBS_TABLE_NAME": "benchfanout",
+                "BACKUP_CONCURRENCY": str(args.concurrency),
+            }
+            print(
+                f"{len(targets)} targets in {args.groups} resource groups; ARM +{ARM_LATENCY_SECONDS * 1000:.0f} ms, "
+                f"writes {throttle.writes.burst} burst + {throttle.writes.refill_per_second:.0f}/s, "
+                f"reads {throttle.reads.burst} burst + {throttle.reads.refill_per_second:.0f}/s",
+                flush=True,
+            )
+
+            sequential_sample = sequential_manual(sample, env)
+            per_target = sequential_sample / len(sample)
+            time.sleep(throttle.writes.burst / throttle.writes.refill_per_second + 2)  # let the buckets refill
+
+            before_429 = emu.count(service="arm", status=429)
+            with scoped_environ(env):
+                reset_credentials()
+                started = time.perf_counter()
+                summary = BackupService.from_environment().run_scheduled("bench")
+                run_seconds = time.perf_counter() - started
+            throttled = emu.count(service="arm", status=429) - before_429
+            calls = {service: emu.count(service=service) for service in ("arm", "file", "keyvault", "identity")}
+            emulator_cpu = emu.cpu_seconds()
+
+    writes = bucket_seconds(len(targets), throttle.writes.burst, throttle.writes.refill_per_second)
+    reads = bucket_seconds(args.groups + len(targets), throttle.reads.burst, throttle.reads.refill_per_second)
+    bound = max(writes, reads, ARM_LATENCY_SECONDS)
+    sequential = per_target * len(targets)
+    failed = len(summary.failed)
+    print(
+        f"scheduled run            {run_seconds:8.1f} s   ({failed} of {len(targets)} targets failed, "
+        f"{throttled} answers were 429)"
+    )
+    print(f"throttle lower bound     {bound:8.1f} s   (writes {writes:.1f} s, reads {reads:.1f} s)")
+    print(
+        f"manual, one by one       {sequential:8.1f} s   ({per_target:.2f} s per target over {len(sample)}, "
+        f"scaled to {len(targets)})"
+    )
+    print(f"emulator requests        {calls}  (emulator CPU {emulator_cpu:.1f} s in all)")
+    print(f"run / lower bound        {run_seconds / bound:8.2f} x   (goal <= 1.15)")
+    print(f"one by one / run         {sequential / run_seconds:8.2f} x")
+    if failed:
+        for result in summary.failed[:5]:
+            print(f"  FAILED {result.target}: {result.error_code}: {result.error_message}")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Scale-out mode on Azurite's real queue service: one message per target, poison messages explained."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from azure.functions.timer import TimerRequest
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from mccf_backup.service import BackupService
+from scripts.queuepump import QueuePump
+
+from .invariants import assert_nothing_lost, backup_operations
+from .test_timer_and_runs import timer_function
+
+
+@pytest.fixture
+def queue_env(app_env, monkeypatch):
+    name = f"targets-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("BACKUP_FANOUT", "queue")
+    monkeypatch.setenv("BACKUP_QUEUE_NAME", name)
+    return {**app_env, "BACKUP_QUEUE_NAME": name}
+
+
+def queue(env: dict, name: str) -> QueueClient:
+    return QueueClient.from_connection_string(
+        env["AzureWebJobsStorage"],
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+
+
+def pump() -> QueuePump:
+    from function_app import app
+
+    return QueuePump(app, visibility_timeout=1)
+
+
+def test_the_timer_enqueues_one_message_per_target_and_each_is_backed_up(queue_env, emulator):
+    targets = queue_env["MCCF_TARGETS"].split(",")
+    timer_function()(TimerRequest())
+    messages = [json.loads(m.content) for m in queue(queue_env, queue_env["BACKUP_QUEUE_NAME"]).peek_messages(32)]
+    assert sorted(m["target"] for m in messages) == sorted(targets)
+    assert len({m["run"] for m in messages}) == 1  # one scheduled run
+    assert not any(backup_operations(emulator, t) for t in targets), "in queue mode the timer only enqueues"
+    stats = pump().drain()
+    assert (stats.succeeded, stats.poisoned) == (2, 0)
+    service = BackupService.from_environment()
+    for jobs in assert_nothing_lost(service, emulator, targets).values():
+        assert [(j.trigger, j.status) for j in jobs] == [("queue", "succeeded")]
+
+
+def test_a_target_that_keeps_failing_lands_in_the_poison_queue_with_its_reason(queue_env, emulator):
+    good, bad = queue_env["MCCF_TARGETS"].split(",")
+    emulator.faults.fail_next(
+        "arm", 403, code="AuthorizationFailed", method="POST", path=re.escape(bad) + "/backup$", count=None
+    )
+    timer_function()(TimerRequest())
+    stats = pump().drain()
+    assert (stats.succeeded, stats.failed_attempts, stats.poisoned) == (1, 3, 1)
+    (poisoned,) = queue(queue_env, queue_env["BACKUP_QUEUE_NAME"] + "-poison").receive_messages()
+    assert json.loads(poisoned.content)["target"] == bad
+    emulator.faults.clear()
+    service = BackupService.from_environment()
+    jobs = assert_nothing_lost(service, emulator, [good, bad])
+    assert [j.status for j in jobs[good]] == ["succeeded"]
+    attempts = jobs[bad]
+    assert [(j.status, j.error_code) for j in attempts] == [("failed", "permission_denied")] * 3
+    assert f"attempt 3 of 3; the message goes to '{queue_env['BACKUP_QUEUE_NAME']}-poison'" in attempts[0].error_message
+
+
+def test_a_malformed_message_is_poisoned_and_recorded(queue_env, emulator):
+    client = queue(queue_env, queue_env["BACKUP_QUEUE_NAME"])
+    client.create_queue()
+    client.send_message("not a target message")
+    stats = pump().drain()
+    assert (stats.succeeded, stats.poisoned) == (0, 1)
+    failed = [j for j in BackupService.from_environment().list_jobs() if j.trigger == "queue"]
+    assert [(j.status, j.error_code) for j in failed] == [("failed", "invalid_request")]
+    assert "not JSON" in failed[0].error_message and "poison" in failed[0].error_message
