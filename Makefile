@@ -40,12 +40,20 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The soak (tests/soak, minutes of mostly waiting) runs beside the rest of the suite; both must pass.
 test: $(STAMP) $(OAV) $(AZURITE) $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	mkdir -p .state
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/soak > .state/soak.log 2>&1 & soak=$$!; \
+	$(PY) -m pytest -q --ignore=tests/soak; suite=$$?; \
+	wait $$soak; soaked=$$?; echo "--- tests/soak"; cat .state/soak.log; \
+	test $$suite -eq 0 && test $$soaked -eq 0
 
-bench: $(STAMP)
+bench: $(STAMP) $(AZURITE)
+	-$(PY) -m bench.fanout
+	-$(PY) -m bench.coldstart
+	-$(PY) -m bench.catalog
 	$(PY) -m bench.verify
 
 clean:

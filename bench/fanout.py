@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from bench.emulator_process import EmulatorProcess
 from emulator import Emulator
 from emulator.throttle import ThrottleConfig
 from mccf_backup.arm import ManagedCcfClient
@@ -40,59 +38,6 @@ from scripts.envvars import scoped_environ
 
 ARM_LATENCY_SECONDS = 0.1
 OPERATION_SECONDS = 0.2
-
-
-class EmulatorProcess:
-    """The emulator in its own process: serving must not share this process's GIL with the run."""
-
-    def __init__(self, state: Path) -> None:
-        self._state = state
-        self._process: subprocess.Popen | None = None
-        self.env: dict[str, str] = {}
-
-    def __enter__(self) -> "EmulatorProcess":
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "emulator",
-                "serve",
-                "--state-dir",
-                str(self._state),
-                "--operation-seconds",
-                str(OPERATION_SECONDS),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for line in self._process.stdout:
-            if line.strip() == "ready":
-                break
-        self.env = dict(line.split("=", 1) for line in (self._state / "emulator.env").read_text().splitlines())
-        return self
-
-    def control(self, method: str, path: str, body: dict | None = None) -> dict | None:
-        request = urllib.request.Request(
-            self.env["EMULATOR_CONTROL_URL"] + path,
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read()
-        return json.loads(text) if text else None
-
-    def count(self, **query: str | int) -> int:
-        return self.control("GET", "/requests?" + "&".join(f"{k}={v}" for k, v in query.items()))["count"]
-
-    def cpu_seconds(self) -> float:
-        """CPU time the emulator process used so far (user + system), from /proc."""
-        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / __import__("os").sysconf("SC_CLK_TCK")
-
-    def __exit__(self, *exc: object) -> None:
-        self._process.terminate()
-        self._process.wait(timeout=30)
 
 
 def create_instances(state: Path, groups: int, per_group: int, prefix: str) -> list[str]:
@@ -138,7 +83,7 @@ def main() -> int:
         per_group = args.targets // args.groups
         targets = create_instances(state, args.groups, per_group, "fan")
         sample = create_instances(state, 1, args.sequential_sample, "seq")
-        with EmulatorProcess(state) as emu, Azurite() as azurite:
+        with EmulatorProcess(state, OPERATION_SECONDS) as emu, Azurite() as azurite:
             emu.control("POST", "/latency", {"service": "arm", "seconds": ARM_LATENCY_SECONDS})
             env = {
                 **emu.env,
@@ -157,7 +102,8 @@ def main() -> int:
 
             sequential_sample = sequential_manual(sample, env)
             per_target = sequential_sample / len(sample)
-            time.sleep(throttle.writes.burst / throttle.writes.refill_per_second + 2)  # let the buckets refill
+            if len(sample) + len(targets) > throttle.writes.burst:  # let the buckets refill first
+                time.sleep(throttle.writes.burst / throttle.writes.refill_per_second + 2)
 
             before_429 = emu.count(service="arm", status=429)
             with scoped_environ(env):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from azure.storage.fileshare import ShareServiceClient
 
+from bench.emulator_process import EmulatorProcess
 from bench.ledger_writer import write_ledger
 from mccf_backup.verification import verify_share
 from scripts.envvars import scoped_environ
@@ -55,40 +56,6 @@ def validator_alone(paths: list[Path]) -> tuple[float, dict]:
     report = json.loads(worker.stdout.readline())["report"]
     worker.wait()
     return time.perf_counter() - started, report
-
-
-class EmulatorProcess:
-    """The emulator in its own process, as Azure Files is on its own machine: serving must not share
-    this process's GIL with the download it is measured against."""
-
-    def __init__(self, state: Path) -> None:
-        self._state = state
-        self._process: subprocess.Popen | None = None
-        self.env: dict[str, str] = {}
-
-    def __enter__(self) -> "EmulatorProcess":
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "emulator", "serve", "--state-dir", str(self._state)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for line in self._process.stdout:
-            if line.strip() == "ready":
-                break
-        self.env = dict(line.split("=", 1) for line in (self._state / "emulator.env").read_text().splitlines())
-        return self
-
-    def connection_string(self) -> str:
-        account = self.env["STORAGE_ACCOUNT_NAME"]
-        key = json.loads((self._state / "accounts.json").read_text())[account]
-        return (
-            f"DefaultEndpointsProtocol=https;AccountName={account};AccountKey={key};"
-            f"FileEndpoint={self.env['FILE_ENDPOINT']}"
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        self._process.terminate()
-        self._process.wait(timeout=30)
 
 
 def from_share(emulator: EmulatorProcess, paths: list[Path]):

@@ -78,6 +78,9 @@ class ArmOptions:
 
     operation_seconds: float = 1.0  # how long backup/restore/create/delete take
     retry_after_seconds: int = 1  # Retry-After on 202s
+    # When set, 202s and 409s carry retry-after-ms instead (which azure-core honours): lets a soak run
+    # hundreds of rounds of real polling in seconds. Azure's ARM sends whole seconds.
+    retry_after_ms: int | None = None
     deny: dict[str, set[str]] = field(default_factory=dict)  # client id -> denied actions ('*' for all)
 
 
@@ -174,9 +177,12 @@ class ManagedCcfService:
                 self.settle(operation)
 
     def settle_all(self) -> None:
+        """Finish every due operation, taking the lock per operation so requests interleave."""
+        now = time.time()
         with self.lock:
-            for operation in list(self.operations.values()):
-                self.settle(operation)
+            due = [o for o in self.operations.values() if o["status"] == "InProgress" and now >= o["due"]]
+        for operation in due:
+            self.settle(operation)
 
     # --- operations ---
     def start_operation(self, kind: str, resource_id: str, location: str, outcome: dict | None = None) -> dict:

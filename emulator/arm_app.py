@@ -196,8 +196,14 @@ class ArmApp:
             f"{base}/operationStatuses/{operation['id']}?api-version={api_version}"
         )
         response.headers["Location"] = f"{base}/operationResults/{operation['id']}?api-version={api_version}"
-        response.headers["Retry-After"] = str(self.service.options.retry_after_seconds)
+        self._retry_after(response)
         return response
+
+    def _retry_after(self, response: Response) -> None:
+        if self.service.options.retry_after_ms is not None:
+            response.headers["retry-after-ms"] = str(self.service.options.retry_after_ms)
+        else:
+            response.headers["Retry-After"] = str(self.service.options.retry_after_seconds)
 
     def _body(self, request: Request) -> dict:
         try:
@@ -322,7 +328,14 @@ class ArmApp:
                 f"The resource is in provisioning state '{record['provisioningState']}'; a backup needs 'Succeeded'.",
             )
         if self.service.running(resource_id, ("backup", "restore", "delete")):
-            raise ArmError(409, "Conflict", "A backup of this resource is already in progress.")
+            raise ArmError(
+                409,
+                "Conflict",
+                "A backup of this resource is already in progress.",
+                {"retry-after-ms": str(self.service.options.retry_after_ms)}
+                if self.service.options.retry_after_ms is not None
+                else {"Retry-After": str(self.service.options.retry_after_seconds)},
+            )
         account, query = self.service.parse_sas_uri(body["uri"])
         outcome = None
         try:
@@ -409,12 +422,12 @@ class ArmApp:
                 body["error"] = operation["error"]
             response = self._json(body)
             if operation["status"] == "InProgress":
-                response.headers["Retry-After"] = str(self.service.options.retry_after_seconds)
+                self._retry_after(response)
             return response
         if operation["status"] == "InProgress":
             response = Response(status=202)
             response.headers["Location"] = request.url
-            response.headers["Retry-After"] = str(self.service.options.retry_after_seconds)
+            self._retry_after(response)
             return response
         if operation["status"] != "Succeeded":
             return error_response(operation.get("http", 500), operation["error"]["code"], operation["error"]["message"])

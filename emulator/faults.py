@@ -276,6 +276,7 @@ class ConnectionDropped(ConnectionResetError):
 
 
 def _drop_connection(environ: dict) -> None:
+    environ["emulator.dropped"] = True  # the handler closes the connection instead of keeping it alive
     sock = environ.get("werkzeug.socket")
     if sock is not None:
         try:

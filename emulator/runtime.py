@@ -82,7 +82,7 @@ class _CasePreservingHandler(WSGIRequestHandler):
         finally:
             if getattr(self, "_connection_rfile", None) is not None:
                 self.rfile, self._connection_rfile = self._connection_rfile, None
-        if self._body is None:
+        if self._body is None or getattr(self, "environ", {}).get("emulator.dropped"):
             self.close_connection = True
         else:
             try:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from functools import cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import azure.functions as func
 
 from mccf_backup import errors
-from mccf_backup.authz import authorize
-from mccf_backup.jobs import Job, new_job_id
-from mccf_backup.service import BackupService
 
+if TYPE_CHECKING:
+    from mccf_backup.jobs import Job
+    from mccf_backup.service import BackupService
+
+from .engine import authorize, new_job_id, service_from_environment
 from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
 
 bp = func.Blueprint()
@@ -27,7 +30,7 @@ MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 60
 
 def _accepted(req: func.HttpRequest, job: Job) -> func.HttpResponse:
     location = operation_url(req, job.id)
-    retry_after = str(min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, job.retry_after)))
+    retry_after = str(math.ceil(min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, job.retry_after))))
     return json_response(
         {**job.to_dict(), "statusUrl": location}, 202, {"Location": location, "Retry-After": retry_after}
     )
@@ -89,7 +92,7 @@ def _start_once(
 @bp.route(route="backups", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_backup(req: func.HttpRequest) -> func.HttpResponse:
-    service = BackupService.from_environment()
+    service = service_from_environment()
     who = authorize(req.headers, "backup", service.settings)
     body = json_body(req, {"target": str}, required=("target",))
     target = service.targets.resolve(body["target"])
@@ -106,7 +109,7 @@ def start_backup(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def list_backups(req: func.HttpRequest) -> func.HttpResponse:
-    service = BackupService.from_environment()
+    service = service_from_environment()
     authorize(req.headers, "read", service.settings)
     reference = req.params.get("target")
     if not reference:
@@ -118,7 +121,7 @@ def list_backups(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="backups/{share}/verify", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
-    service = BackupService.from_environment()
+    service = service_from_environment()
     who = authorize(req.headers, "backup", service.settings)
     body = json_body(req, {"target": str}, required=("target",))
     job = service.request_verify(body["target"], req.route_params.get("share", ""), "http", who)
@@ -128,7 +131,7 @@ def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:
-    service = BackupService.from_environment()
+    service = service_from_environment()
     who = authorize(req.headers, "restore", service.settings)
     body = json_body(
         req,
@@ -165,7 +168,7 @@ def get_operation(req: func.HttpRequest) -> func.HttpResponse:
     job_id = req.route_params.get("id", "")
     if not JOB_ID.match(job_id):
         raise errors.OperationNotFound(f"'{job_id[:64]}' is not an operation id.")
-    service = BackupService.from_environment()
+    service = service_from_environment()
     authorize(req.headers, "read", service.settings)
     job = service.refresh(job_id)
     if not job.done:
@@ -186,7 +189,7 @@ def get_operation(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def get_status(req: func.HttpRequest) -> func.HttpResponse:
-    service = BackupService.from_environment()
+    service = service_from_environment()
     authorize(req.headers, "read", service.settings)
     return json_response({"targets": service.status()})
 

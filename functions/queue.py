@@ -13,7 +13,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from mccf_backup.service import BackupService
+from .engine import service_from_environment
 
 bp = func.Blueprint()
 log = logging.getLogger("mccf_backup.queue")
@@ -36,7 +36,7 @@ class QueuedBackupFailed(Exception):
 @bp.queue_trigger(arg_name="message", queue_name="%BACKUP_QUEUE_NAME%", connection="AzureWebJobsStorage")
 def backup_target(message: func.QueueMessage) -> None:
     attempt = message.dequeue_count or 1
-    job = BackupService.from_environment().backup_from_queue(
+    job = service_from_environment().backup_from_queue(
         message.get_body().decode("utf-8", "replace"), attempt, max_dequeue_count()
     )
     log.info("queued backup of %s: %s (attempt %d)", job.target, job.status, attempt)

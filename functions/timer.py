@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from mccf_backup.service import BackupService
+from .engine import service_from_environment
 
 bp = func.Blueprint()
 log = logging.getLogger("mccf_backup.timer")
@@ -20,7 +20,7 @@ class ScheduledBackupFailed(Exception):
 def scheduled_backup(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("The scheduled backup is running late (past due); running it now.")
-    service = BackupService.from_environment()
+    service = service_from_environment()
     if service.settings.fanout == "queue":  # scale-out: one message per target, backed up by backup_target
         outcome = service.enqueue_scheduled()
         failed = {target: reason for target, reason in outcome.items() if reason}
@@ -40,7 +40,7 @@ def scheduled_backup(timer: func.TimerRequest) -> None:
 
 @bp.timer_trigger(schedule="%PRUNE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def scheduled_prune(timer: func.TimerRequest) -> None:
-    results = BackupService.from_environment().prune(apply=True, trigger="timer")
+    results = service_from_environment().prune(apply=True, trigger="timer")
     deleted = [job for result in results for job in result.jobs]
     failed = [job for job in deleted if job.status == "failed"]
     capped = [result.target for result in results if result.plan.capped]
@@ -56,13 +56,13 @@ def scheduled_prune(timer: func.TimerRequest) -> None:
 
 @bp.timer_trigger(schedule="%HEALTH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def scheduled_health(timer: func.TimerRequest) -> None:
-    findings = BackupService.from_environment().health()
+    findings = service_from_environment().health()
     log.info("Health check: %d findings.", len(findings))
 
 
 @bp.timer_trigger(schedule="%VERIFY_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def scheduled_verify(timer: func.TimerRequest) -> None:
     """Verify new backups (and queued requests) after they finish: heavy work stays out of HTTP requests."""
-    jobs = BackupService.from_environment().run_verifications("timer")
+    jobs = service_from_environment().run_verifications("timer")
     invalid = [job for job in jobs if job.status == "failed"]
     log.info("Verification: %d backups verified, %d did not verify.", len(jobs) - len(invalid), len(invalid))

@@ -74,6 +74,20 @@ class ArmRetryPolicy(policies.RetryPolicy):
         return super().increment(settings, response=response, error=error)
 
 
+def retry_after_seconds(response: HttpResponse) -> float | None:
+    """How long ARM asks to wait: Retry-After in seconds, or the millisecond headers azure-core also
+    honours (retry-after-ms, x-ms-retry-after-ms); None when absent or unreadable."""
+    headers = response.headers
+    for name, scale in (("Retry-After", 1.0), ("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
 def correlation_id(job_id: str) -> str:
     """The GUID sent as x-ms-correlation-request-id for a job: ARM's logs (and a support case) can then
     name every request one job made, retries and the look-again after a lost answer included."""
@@ -86,7 +100,7 @@ class StartedOperation:
 
     status_url: str | None  # Azure-AsyncOperation
     location_url: str | None  # Location
-    retry_after: int
+    retry_after: float  # seconds ARM asked to wait before looking again
     completed: bool  # ARM answered 200: done already
 
 
@@ -95,7 +109,7 @@ class OperationStatus:
     status: str  # InProgress | Succeeded | Failed | Canceled
     error_code: str | None = None
     error_message: str | None = None
-    retry_after: int = 10
+    retry_after: float = 10
 
     @property
     def done(self) -> bool:
@@ -200,7 +214,9 @@ class ManagedCcfClient:
                 target=where,
             )
         if response.status_code == 409:
-            raise OperationInProgress(f"ARM refused to {action} ({code}): {message}", target=where)
+            busy = OperationInProgress(f"ARM refused to {action} ({code}): {message}", target=where)
+            busy.retry_after = retry_after_seconds(response)  # when to look again, if ARM says
+            raise busy
         if response.status_code == 401:
             raise AuthenticationFailed(f"ARM did not accept the app's token to {action}: {message}", target=where)
         raise AzureRequestFailed(f"ARM answered {response.status_code} {code} to {action}: {message}", target=where)
@@ -251,7 +267,7 @@ class ManagedCcfClient:
         started = StartedOperation(
             status_url=headers.get("Azure-AsyncOperation"),
             location_url=headers.get("Location"),
-            retry_after=int(headers.get("Retry-After") or 10) if (headers.get("Retry-After") or "").isdigit() else 10,
+            retry_after=retry_after_seconds(response) or 10,
             completed=response.status_code in (200, 204)
             or not (headers.get("Azure-AsyncOperation") or headers.get("Location")),
         )
@@ -291,12 +307,12 @@ class ManagedCcfClient:
             self._raise_for(response, target, "read operation status")
             body = response.json()
             error = body.get("error") or {}
-            retry = response.headers.get("Retry-After") or ""
+            retry = retry_after_seconds(response)
             return OperationStatus(
                 str(body.get("status", "InProgress")),
                 error.get("code"),
                 redact(error["message"]) if error.get("message") else None,
-                int(retry) if retry.isdigit() else started.retry_after,
+                retry or started.retry_after,
             )
         self._check_same_host(started.location_url or "")
         response = self._send(HttpRequest("GET", started.location_url), target, "read operation result").http_response

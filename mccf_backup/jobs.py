@@ -50,7 +50,7 @@ class Job:
     restore_region: str | None = None
     status_url: str | None = None
     location_url: str | None = None
-    retry_after: int = 10
+    retry_after: float = 10
     arm_status: str | None = None
     reason: str | None = None  # why a prune deleted a share
     phase: str | None = None  # replace-restore: "deleting" the live instance, then "restoring"

@@ -143,23 +143,30 @@ class RestorePlan:
 @dataclass
 class RunSnapshot:
     """What a scheduled run reads once for all its targets instead of once per target: the running
-    backup jobs and the backup shares, as they were when the run started (reconciliation input)."""
+    backup jobs, and the backup shares no job has claimed, as they were when the run started (the
+    input of reconciliation)."""
 
     running_jobs: dict[str, list[Job]]  # lower-cased target -> jobs
-    shares: list  # ShareProperties with metadata, of every share in the account
+    unclaimed: dict[str, list]  # app name -> listed shares (with metadata) that no job has tagged
 
     @classmethod
     def take(cls, jobs: JobStore, catalog: Catalog) -> "RunSnapshot":
         running: dict[str, list[Job]] = {}
         for job in jobs.running(None, "backup"):
             running.setdefault(job.target.lower(), []).append(job)
-        return cls(running, catalog.list_all())
+        unclaimed: dict[str, list] = {}
+        for item in catalog.list_all():
+            parsed = cat.parse_backup_name(item.name)
+            if parsed is not None and not (item.metadata or {}).get(cat.META_JOB):
+                unclaimed.setdefault(parsed[0], []).append(item)
+        return cls(running, unclaimed)
 
     def running(self, target: Target) -> list[Job]:
         return self.running_jobs.get(target.resource_id.lower(), [])
 
     def backups(self, target: Target, catalog: Catalog) -> list[Backup]:
-        return catalog.backups_in(target, self.shares)
+        """The target's unclaimed backups (those reconciliation may adopt)."""
+        return catalog.backups_in(target, self.unclaimed.get(target.name.lower(), []))
 
 
 class BackupService:
@@ -295,12 +302,16 @@ class BackupService:
         the job follows it by its share; a fresh 202 means the first request never started one.
         """
         log.warning("backup %s of %s: %s Checking before asking again.", job.id, target.resource_id, err.message)
+        # Look once, then ask again at once: a backup ARM started a moment ago is still running (ARM
+        # answers 409) unless it finished within that moment. Waiting longer would only widen the
+        # window in which a started backup could end unseen and a second one start.
         if self.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id) is not None:
             return StartedOperation(None, None, job.retry_after, completed=True), None
         try:
             return self.arm.start_backup(target, sas_url, self.settings.restore_region, job.id)
-        except OperationInProgress:
+        except OperationInProgress as busy:
             log.info("backup %s: ARM is running a backup of %s; following it by its share", job.id, target.name)
+            job.retry_after = getattr(busy, "retry_after", None) or job.retry_after
             return StartedOperation(None, None, job.retry_after, completed=False), None
 
     def backup(self, reference: str, trigger: str, progress: Progress | None = None, caller: str | None = None) -> Job:
@@ -333,7 +344,7 @@ class BackupService:
                 self.jobs.save(job)
                 self._outcome_event(job)
                 return job
-            time.sleep(max(1, job.retry_after))
+            time.sleep(max(0.05, job.retry_after))
 
     def _backup_or_follow(self, target: Target, trigger: str, progress: Progress | None = None) -> Job:
         """Reconcile the target, then follow a backup an earlier run left running (never start a second
@@ -913,7 +924,7 @@ class BackupService:
         now = clock.utcnow()
         results = []
         for target in targets:
-            running = [j for j in self.jobs.list(target=target.resource_id, kind="backup", limit=20) if not j.done]
+            running = self.jobs.running(target.resource_id, "backup")
             oldest_running = min((j.started for j in running), default=None)
             candidates = [
                 Candidate(

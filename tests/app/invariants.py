@@ -54,7 +54,13 @@ def assert_nothing_lost(service: BackupService, emulator, targets: list[str]) ->
         for operation in backup_operations(emulator, target.resource_id):
             per_job[operation.get("correlation")] = per_job.get(operation.get("correlation"), 0) + 1
         twice = {job.id for job in jobs if per_job.get(correlation_id(job.id), 0) > 1}
-        assert not twice, f"{target.name}: ARM ran two backups for jobs {sorted(twice)}"
+        assert not twice, f"{target.name}: ARM ran two backups for jobs {sorted(twice)}: " + str(
+            [
+                (o["startTime"], o.get("endTime"), o["status"])
+                for o in backup_operations(emulator, target.resource_id)
+                if o.get("correlation") in {correlation_id(j) for j in twice}
+            ]
+        )
         written = [o for o in backup_operations(emulator, target.resource_id) if o["status"] == "Succeeded"]
         assert len(written) == len(shares), f"{target.name}: {len(written)} backups written, {len(shares)} shares"
         by_target[target_id] = jobs
