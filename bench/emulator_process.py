@@ -12,9 +12,10 @@ from pathlib import Path
 
 
 class EmulatorProcess:
-    def __init__(self, state: Path, operation_seconds: float | None = None) -> None:
+    def __init__(self, state: Path, operation_seconds: float | None = None, *extra_args: str) -> None:
         self._state = state
         self._operation_seconds = operation_seconds
+        self._extra_args = list(extra_args)
         self._process: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
 
@@ -22,6 +23,7 @@ class EmulatorProcess:
         command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(self._state)]
         if self._operation_seconds is not None:
             command += ["--operation-seconds", str(self._operation_seconds)]
+        command += self._extra_args
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         for line in self._process.stdout:
             if line.strip() == "ready":
@@ -52,6 +54,10 @@ class EmulatorProcess:
     def count(self, **query: str | int) -> int:
         """Requests the emulator answered, by service, method, path regex and status."""
         return self.control("GET", "/requests?" + "&".join(f"{k}={v}" for k, v in query.items()))["count"]
+
+    def operations(self) -> list[dict]:
+        """Every ARM operation the emulator ran (kind, resource, status, times, correlation id)."""
+        return self.control("GET", "/operations")
 
     def cpu_seconds(self) -> float:
         """CPU time the emulator process used so far (user + system), from /proc."""

@@ -8,6 +8,9 @@ import sys
 import threading
 
 from .runtime import Emulator
+from .throttle import BucketConfig, ThrottleConfig
+
+UNLIMITED = BucketConfig(10**9, 10**6)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="how long emulated backup/restore/create/delete operations take (default 1)",
     )
+    serve.add_argument(
+        "--retry-after-ms",
+        type=int,
+        help="answer 202s and 409s with retry-after-ms instead of Retry-After seconds (fast soak runs)",
+    )
+    serve.add_argument(
+        "--no-throttle", action="store_true", help="lift ARM's subscription request limits (soak runs)"
+    )
     serve.add_argument("--record-arm", metavar="DIR", help="record ARM exchanges as oav traffic files in DIR")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -40,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             operation_seconds=args.operation_seconds,
             record_dir=args.record_arm,
             quiet=not args.verbose,
+            throttle=ThrottleConfig(UNLIMITED, UNLIMITED) if args.no_throttle else None,
         ).start()
+        emulator.arm.options.retry_after_ms = args.retry_after_ms
     except OSError as exc:
         print(f"emulator: cannot start: {exc}", file=sys.stderr)
         return 1

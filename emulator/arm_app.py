@@ -332,9 +332,11 @@ class ArmApp:
                 409,
                 "Conflict",
                 "A backup of this resource is already in progress.",
+                # Only the soak's millisecond hint: azure-core retries any error carrying Retry-After, POST
+                # included, which would hide this 409 from clients.
                 {"retry-after-ms": str(self.service.options.retry_after_ms)}
                 if self.service.options.retry_after_ms is not None
-                else {"Retry-After": str(self.service.options.retry_after_seconds)},
+                else None,
             )
         account, query = self.service.parse_sas_uri(body["uri"])
         outcome = None

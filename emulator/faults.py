@@ -126,9 +126,16 @@ class FaultInjector:
         )
 
     def hang_next(
-        self, service: str, seconds: float, *, count: int | None = 1, method: str | None = None, path: str | None = None
+        self,
+        service: str,
+        seconds: float,
+        *,
+        count: int | None = 1,
+        method: str | None = None,
+        path: str | None = None,
+        after: bool = False,
     ) -> FaultRule:
-        return self.add(FaultRule(service, "hang", seconds=seconds, count=count, method=method, path=path))
+        return self.add(FaultRule(service, "hang", seconds=seconds, count=count, method=method, path=path, after=after))
 
     def drop_next(
         self,
@@ -229,9 +236,13 @@ class FaultInjector:
         rule = self._take(service, request.method, request.path)
         if rule is None:
             return app(environ, start_response)
-        if rule.action == "hang":
+        if rule.action == "hang" and not rule.after:
             time.sleep(rule.seconds)
             return app(environ, start_response)
+        if rule.action == "hang":  # handle the request now, answer it late
+            body = b"".join(app(environ, start_response))
+            time.sleep(rule.seconds)
+            return [body]
         if rule.after:  # let the service do the work, then lose its answer
             body = app(environ, lambda status, headers, exc_info=None: (lambda data: None))
             for _ in body:

@@ -20,11 +20,8 @@ def shares_of(emulator, app: str) -> dict[str, dict]:
 
 def backup_operations(emulator, resource_id: str) -> list[dict]:
     """Every backup ARM started for an instance, whatever became of the answer to its POST."""
-    return [
-        o
-        for o in emulator.arm.operations.values()
-        if o["kind"] == "backup" and o["resource"].lower() == resource_id.lower()
-    ]
+    operations = emulator.arm.operations.values() if hasattr(emulator, "arm") else emulator.operations()
+    return [o for o in operations if o["kind"] == "backup" and o["resource"].lower() == resource_id.lower()]
 
 
 def assert_nothing_lost(service: BackupService, emulator, targets: list[str]) -> dict[str, list]:

@@ -81,8 +81,8 @@ def test_a_connection_reset_before_arm_acted_is_checked_then_asked_once_more(ser
 def test_an_answer_slower_than_the_client_timeout_makes_no_second_backup(app_env, emulator, target, monkeypatch):
     monkeypatch.setenv("ARM_TIMEOUT_SECONDS", "2")
     service = BackupService.from_environment()
-    rule = emulator.faults.hang_next("arm", 4, method="POST", path=backup_path(target))
-    rule.after = True  # ARM starts the backup at once, and answers only after the client gave up
+    # ARM starts the backup at once, and answers only after the client gave up
+    emulator.faults.hang_next("arm", 4, method="POST", path=backup_path(target), after=True)
     job = service.backup(target, "timer")
     assert job.status == "succeeded", job.error_message
     assert len(backup_operations(emulator, target)) == 1

@@ -1,8 +1,9 @@
 """Soak: 200 scheduled rounds over 20 targets with 5% random faults; nothing lost, nothing made twice.
 
-Its own emulator: ARM's subscription throttle would otherwise make 4,000 backups take minutes of
-waiting (bench/fanout measures the throttle), and operations answer with retry-after-ms so each
-round's polling takes milliseconds instead of seconds. Every fault of tests/app/test_faults.py that
+Its own emulator, in its own process (as Azure is elsewhere, so 20 workers' lag stays far below an
+operation's duration), without ARM's subscription throttle (which would make 4,000 backups take
+minutes of waiting; bench/fanout measures it), answering with retry-after-ms so each round's polling
+takes milliseconds instead of seconds. Every fault of tests/app/test_faults.py that
 needs no clock change can strike, plus runs that die after starting a backup.
 
 Client-side waits are compressed: every sleep (a Retry-After, a Storage retry's backoff, the
@@ -22,8 +23,8 @@ from collections import Counter
 
 import pytest
 
+from bench.emulator_process import EmulatorProcess
 from emulator import Emulator
-from emulator.throttle import BucketConfig, ThrottleConfig
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
 from scripts.envvars import scoped_environ
@@ -34,51 +35,50 @@ ROUNDS = int(os.environ.get("SOAK_ROUNDS", "200"))  # fewer only to profile it b
 TARGETS = 20
 FAULT_RATE = float(os.environ.get("SOAK_FAULT_RATE", "0.05"))
 SEED = 20261127
-OPERATION_SECONDS = 1.0
-POLL_MS = 1000
+OPERATION_SECONDS = 0.5
+POLL_MS = 150
 SLEEP_CAP = 0.15
 
 
 @pytest.fixture(scope="module")
 def soak_emulator(tmp_path_factory):
-    roomy = BucketConfig(1_000_000, 1_000.0)
-    with Emulator(
-        tmp_path_factory.mktemp("soak"),
-        seed=True,
-        operation_seconds=OPERATION_SECONDS,
-        throttle=ThrottleConfig(roomy, roomy),
-    ) as emu:
-        emu.arm.options.retry_after_ms = POLL_MS
-        yield emu
+    """The soak's emulator process; its instances are written into its state before it starts."""
+    state = tmp_path_factory.mktemp("soak")
+    with Emulator(state, seed=True) as emu:
+        targets = [emu.add_instance(f"rg-soak-{i % 4}", f"soak{i:02d}") for i in range(TARGETS)]
+    extra = ("--retry-after-ms", str(POLL_MS), "--no-throttle")
+    with EmulatorProcess(state, OPERATION_SECONDS, *extra) as process:
+        yield process, targets
 
 
-def inject(emu: Emulator, kind: str, target: str) -> None:
+def fault(emu: EmulatorProcess, service: str, *, action: str = "status", **rule) -> None:
+    emu.control("POST", "/faults", {"service": service, "action": action, "count": 1, **rule})
+
+
+def inject(emu: EmulatorProcess, kind: str, target: str) -> None:
     app = target.rsplit("/", 1)[-1]
     post = re.escape(target) + "/backup$"
-    faults = emu.faults
     if kind == "arm-429":
-        faults.fail_next("arm", 429, method="POST", path=post, retry_after=1)
+        fault(emu, "arm", status=429, method="POST", path=post, retryAfter=1)
     elif kind == "arm-503-before":
-        faults.fail_next("arm", 503, method="POST", path=post)
+        fault(emu, "arm", status=503, method="POST", path=post)
     elif kind == "arm-500-after":
-        faults.fail_next("arm", 500, method="POST", path=post, after=True)
+        fault(emu, "arm", status=500, method="POST", path=post, after=True)
     elif kind == "arm-reset-after":
-        faults.drop_next("arm", method="POST", path=post, after=True)
+        fault(emu, "arm", action="drop", method="POST", path=post, after=True)
     elif kind == "arm-reset-before":
-        faults.drop_next("arm", method="POST", path=post)
+        fault(emu, "arm", action="drop", method="POST", path=post)
     elif kind == "operation-failed":
-        faults.fail_next_operation("backup", code="InternalError")
+        emu.control("POST", "/faults/operations", {"kind": "backup", "code": "InternalError"})
     elif kind == "operation-canceled":
-        faults.fail_next_operation("backup", code="Canceled", status="Canceled")
+        emu.control("POST", "/faults/operations", {"kind": "backup", "code": "Canceled", "status": "Canceled"})
     elif kind == "operation-forgotten":
-        faults.fail_next("arm", 404, method="GET", path=r"/operationStatuses/", code="NotFound")
+        fault(emu, "arm", status=404, method="GET", path=r"/operationStatuses/", code="NotFound")
     elif kind == "storage-503-tag":
-        faults.fail_next("file", 503, method="PUT", path=rf"^/mccfbackupemu/{app}-\d{{14}}$")
+        fault(emu, "file", status=503, method="PUT", path=rf"^/mccfbackupemu/{app}-\d{{14}}$")
     elif kind == "storage-503-list":
-        faults.fail_next("file", 503, method="GET", path=r"^/mccfbackupemu/?$")
-    elif kind == "run-dies":
-        pass  # handled by the caller: a backup started and never followed
-    else:
+        fault(emu, "file", status=503, method="GET", path=r"^/mccfbackupemu/?$")
+    elif kind != "run-dies":  # run-dies is the caller's: a backup started and never followed
         raise AssertionError(kind)
 
 
@@ -98,11 +98,10 @@ KINDS = [
 
 
 def test_soak_200_rounds_over_20_targets_with_5_percent_faults(soak_emulator, azurite, capsys, monkeypatch):
-    emu = soak_emulator
+    emu, targets = soak_emulator
     real_sleep = time.sleep
     monkeypatch.setattr(time, "sleep", lambda seconds: real_sleep(min(seconds, SLEEP_CAP)))
     rng = random.Random(SEED)
-    targets = [emu.add_instance(f"rg-soak-{i % 4}", f"soak{i:02d}") for i in range(TARGETS)]
     env = {
         **emu.env,
         "MCCF_TARGETS": ",".join(targets),
@@ -132,7 +131,7 @@ def test_soak_200_rounds_over_20_targets_with_5_percent_faults(soak_emulator, az
                 summary = BackupService.from_environment().run_scheduled("timer")
                 for result in summary.results:
                     outcomes["succeeded" if result.ok else f"failed:{result.error_code}"] += 1
-                emu.faults.clear()
+                emu.control("DELETE", "/faults")
             service = BackupService.from_environment()
             jobs = assert_nothing_lost(service, emu, targets)
         finally:
