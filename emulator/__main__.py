@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="answer 202s and 409s with retry-after-ms instead of Retry-After seconds (fast soak runs)",
     )
-    serve.add_argument(
-        "--no-throttle", action="store_true", help="lift ARM's subscription request limits (soak runs)"
-    )
+    serve.add_argument("--no-throttle", action="store_true", help="lift ARM's subscription request limits (soak runs)")
     serve.add_argument("--record-arm", metavar="DIR", help="record ARM exchanges as oav traffic files in DIR")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ from . import events
 from . import fanout_queue
 from .arm import ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
-from .errors import BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
+from .errors import AzureRequestFailed, BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
 from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed, VerificationFailed
 from .errors import OperationAbandoned, OperationInProgress, OperationOutcomeUnknown, OperationTimedOut
 from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
@@ -363,7 +363,7 @@ class BackupService:
         for target, reason in outcome.items():
             if reason is not None:
                 job = Job(new_job_id(), "backup", target, "timer")
-                job.fail("azure_request_failed", reason)
+                job.fail(AzureRequestFailed.code, reason)
                 self._save_quietly(job)
                 self._outcome_event(job)
         return outcome
@@ -398,11 +398,9 @@ class BackupService:
         a backup share that no job claims is adopted: tagged, with a job recording where it came from.
         Returns the jobs still running.
         """
+        snapshot = self._run_snapshot  # a scheduled run lists jobs and shares once for all its targets
+        running = snapshot.running(target) if snapshot else self.jobs.running(target.resource_id, "backup")
         still_running = []
-        if self._run_snapshot is not None:  # a scheduled run listed the jobs and shares once for all targets
-            running, backups = self._run_snapshot.running(target), None
-        else:
-            running, backups = self.jobs.running(target.resource_id, "backup"), None
         for job in running:
             job = self.refresh(job.id)
             if not job.done:
@@ -410,9 +408,9 @@ class BackupService:
         if still_running:
             return still_running  # their shares may be the untagged ones; adopt only when nothing runs
         catalog = self.catalog()
-        if self._run_snapshot is not None and not running:  # a job finished above tagged a share since
-            backups = self._run_snapshot.backups(target, catalog)
-        for backup in backups if backups is not None else catalog.backups(target):
+        # A job finished above has tagged its share since the snapshot: list afresh then.
+        backups = snapshot.backups(target, catalog) if snapshot and not running else catalog.backups(target)
+        for backup in backups:
             if backup.metadata.get(cat.META_JOB):
                 continue
             job = Job(new_job_id(backup.created), "backup", target.resource_id, "reconcile", started=backup.created)
