@@ -101,8 +101,17 @@ def parse_backup_name(name: str) -> tuple[str, dt.datetime] | None:
     match = BACKUP_SHARE.match(name)
     if not match:
         return None
+    stamp = match.group("stamp")  # YYYYMMDDHHMMSS; sliced rather than strptime'd: catalogs hold thousands
     try:
-        created = dt.datetime.strptime(match.group("stamp"), "%Y%m%d%H%M%S").replace(tzinfo=dt.timezone.utc)
+        created = dt.datetime(
+            int(stamp[0:4]),
+            int(stamp[4:6]),
+            int(stamp[6:8]),
+            int(stamp[8:10]),
+            int(stamp[10:12]),
+            int(stamp[12:14]),
+            tzinfo=dt.timezone.utc,
+        )
     except ValueError:
         return None
     return match.group("app"), created
