@@ -42,6 +42,7 @@ ARM_SCOPE = "https://management.azure.com/.default"
 FINAL_STATES = {"Succeeded", "Failed", "Canceled"}
 THROTTLE_RETRIES = 60  # ARM's write bucket refills 10/s: enough for any queue of waiting workers
 AMBIGUOUS_STATUS = {500, 502, 503, 504}
+POLLING_LOST = "PollingLost"  # the poller gave up on an operation ARM still reports as running
 
 
 class ArmRetryPolicy(policies.RetryPolicy):
@@ -358,5 +359,7 @@ class ManagedCcfClient:
             status = self.status(started, target)
             if status.done and status.status != "Succeeded":
                 return status
+            if not status.done:  # a passing fault (a 404 on one poll): the operation still runs
+                return OperationStatus("Failed", POLLING_LOST, f"Polling failed ({exc.status_code}); still running.")
             return OperationStatus("Failed", str(exc.status_code or "Failed"), redact(exc.message or "failed"))
         return OperationStatus("Succeeded")

@@ -26,7 +26,7 @@ from . import catalog as cat
 from . import clock
 from . import events
 from . import fanout_queue
-from .arm import ManagedCcfClient, OperationStatus, StartedOperation
+from .arm import POLLING_LOST, ManagedCcfClient, OperationStatus, StartedOperation
 from .catalog import Backup, Catalog
 from .errors import AzureRequestFailed, BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
 from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed, VerificationFailed
@@ -806,7 +806,7 @@ class BackupService:
 
     def _finish(self, job: Job, status: OperationStatus) -> Job:
         target = self.targets.resolve(job.target)
-        if job.kind == "backup" and status.error_code == "OperationNotFound":
+        if job.kind == "backup" and status.error_code in ("OperationNotFound", POLLING_LOST):
             if self.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id) is None:
                 return self._follow_by_share(job)
             status = OperationStatus("Succeeded")  # ARM forgot the operation, but its share is there

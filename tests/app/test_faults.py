@@ -112,6 +112,17 @@ def test_an_operation_arm_forgets_is_judged_by_its_share(service, emulator, targ
     assert_nothing_lost(service, emulator, [target])
 
 
+def test_a_single_404_while_polling_a_running_backup_does_not_fail_it(service, emulator, target):
+    emulator.faults.fail_next("arm", 404, method="GET", path=r"/operationStatuses/", code="NotFound")  # once
+    emulator.arm.options.operation_seconds = 3.0
+    try:
+        job = service.backup(target, "timer")
+    finally:
+        emulator.arm.options.operation_seconds = 0.3
+    assert job.status == "succeeded", job.error_message
+    assert_nothing_lost(service, emulator, [target])
+
+
 def test_a_share_no_job_claims_is_adopted_by_the_next_run(service, emulator, target):
     # someone ran the manual procedure (or ARM acted on a request long after its client gave up)
     started, initial = service.arm.start_backup(
@@ -198,9 +209,13 @@ def test_storage_failing_while_tagging_leaves_the_job_for_the_next_run_to_finish
 
 def test_a_run_that_died_after_starting_a_backup_is_finished_by_the_next_run(app_env, emulator, target):
     first = BackupService.from_environment()
-    abandoned, _, _ = first.start_backup(target, "timer")  # the instance dies here: nobody follows it
-    other = app_env["MCCF_TARGETS"].split(",")[1]
-    summary = BackupService.from_environment().run_scheduled()
+    emulator.arm.options.operation_seconds = 3.0  # still running when the next run reconciles it
+    try:
+        abandoned, _, _ = first.start_backup(target, "timer")  # the instance dies here: nobody follows it
+        other = app_env["MCCF_TARGETS"].split(",")[1]
+        summary = BackupService.from_environment().run_scheduled()
+    finally:
+        emulator.arm.options.operation_seconds = 0.3
     assert not summary.failed, summary.text()
     service = BackupService.from_environment()
     jobs = assert_nothing_lost(service, emulator, [target, other])
