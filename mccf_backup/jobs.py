@@ -29,6 +29,11 @@ IDEMPOTENCY_PARTITION = "idempotency"
 _MAX_MS = 10**13
 
 
+def _key_row(key: str) -> str:
+    """The table row of an Idempotency-Key: its hash, so any key the client sends is a valid RowKey."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def new_job_id(now: dt.datetime | None = None) -> str:
     moment = now or clock.utcnow()
     return f"{_MAX_MS - int(moment.timestamp() * 1000):013d}{secrets.token_hex(4)}"
@@ -165,7 +170,7 @@ class JobStore:
     def claim_idempotency_key(self, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
         """Bind an Idempotency-Key to a job, atomically: None if this call won, else (job id, body hash) of
         the first request with that key."""
-        row = hashlib.sha256(key.encode()).hexdigest()
+        row = _key_row(key)
         entity = {"PartitionKey": IDEMPOTENCY_PARTITION, "RowKey": row, "bodyHash": body_hash, "jobId": job_id}
         try:
             self._call("record an idempotency key", self._table.create_entity, entity)
@@ -178,7 +183,7 @@ class JobStore:
         """Point a key at another job (the one already running, under single flight)."""
         entity = {
             "PartitionKey": IDEMPOTENCY_PARTITION,
-            "RowKey": hashlib.sha256(key.encode()).hexdigest(),
+            "RowKey": _key_row(key),
             "bodyHash": body_hash,
             "jobId": job_id,
         }
@@ -186,7 +191,7 @@ class JobStore:
 
     def release_idempotency_key(self, key: str) -> None:
         """Forget a key whose request was refused before any job existed, so a retry is judged afresh."""
-        row = hashlib.sha256(key.encode()).hexdigest()
+        row = _key_row(key)
         try:
             self._call("forget an idempotency key", self._table.delete_entity, IDEMPOTENCY_PARTITION, row)
         except ResourceNotFoundError:
@@ -200,8 +205,8 @@ class JobStore:
         return Job.from_entity(entity)
 
     def running(self, target: str | None, kind: str) -> list[Job]:
-        """Jobs of a kind still marked running (for one target, or all), oldest first: what reconciliation
-        looks at. Filtered by the table service, so it costs one query however long the history is."""
+        """Jobs of a kind still marked running (for one target, or all), newest first (job ids invert
+        time): what reconciliation looks at. Filtered by the table service, so it costs one query however long the history is."""
         condition = "PartitionKey eq @p and status eq 'running' and kind eq @kind"
         parameters = {"p": PARTITION, "kind": kind}
         if target is not None:
