@@ -319,6 +319,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     BACKUP_CONCURRENCY: '8'
     BACKUP_OPERATION_TIMEOUT_MINUTES: '60'
     ARM_TIMEOUT_SECONDS: '60'
+    LOST_OPERATION_GRACE_SECONDS: '900'
     BACKUP_FANOUT: backupFanout
     BACKUP_QUEUE_NAME: 'mccfbackup-targets'
     JOBS_TABLE_NAME: 'mccfbackupjobs'

@@ -30,7 +30,7 @@ from .arm import POLLING_LOST, ManagedCcfClient, OperationStatus, StartedOperati
 from .catalog import Backup, Catalog
 from .errors import AzureRequestFailed, BackupFailed, BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup
 from .errors import ReplaceNeedsNewestBackup, ReplaceNotAllowed, ReplaceNotConfirmed, VerificationFailed
-from .errors import OperationAbandoned, OperationInProgress, OperationOutcomeUnknown, OperationTimedOut
+from .errors import OperationAbandoned, OperationInProgress, OperationOutcomeUnknown
 from .errors import RestoreFailed, RestoreRegionRequired, TargetNotFound
 from .identity import get_credential
 from .jobs import Job, JobStore, new_job_id
@@ -330,16 +330,20 @@ class BackupService:
                 return job
         elif started.completed:
             return self._finish(job, OperationStatus("Succeeded"))
-        deadline = time.monotonic() + timeout
-        while True:  # an operation known only by the share it will write (see _after_ambiguous_backup)
+        # An operation known only by the share it will write (see _after_ambiguous_backup): watched for
+        # LOST_OPERATION_GRACE_SECONDS at most, never the whole operation lifetime, so one lost operation
+        # cannot hold a scheduled run for an hour. A share that appears later is adopted by the next run.
+        grace = min(timeout, self.settings.lost_operation_grace_seconds)
+        deadline = time.monotonic() + grace
+        while True:
             job = self.refresh(job.id)
             if job.done:
                 return job
             if time.monotonic() >= deadline:
                 job.fail(
-                    OperationTimedOut.code,
-                    f"No backup share appeared within {timeout / 60:.0f} minutes; the backup may still be running. "
-                    "The next run reconciles it.",
+                    OperationAbandoned.code,
+                    f"ARM lost track of this backup and no backup share appeared within {grace:.0f} seconds "
+                    "(LOST_OPERATION_GRACE_SECONDS). If one appears later, the next run adopts it.",
                 )
                 self.jobs.save(job)
                 self._outcome_event(job)

@@ -23,6 +23,7 @@ DEFAULT_API_VERSION = "2023-06-28-preview"  # the version Microsoft's backup/res
 DEFAULT_CONCURRENCY = 8
 DEFAULT_OPERATION_TIMEOUT_MINUTES = 60
 DEFAULT_ARM_TIMEOUT_SECONDS = 60
+DEFAULT_LOST_OPERATION_GRACE_SECONDS = 900
 DEFAULT_QUEUE_NAME = "mccfbackup-targets"
 FANOUT_MODES = ("inline", "queue")
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
@@ -71,6 +72,7 @@ class Settings:
     concurrency: int = DEFAULT_CONCURRENCY
     operation_timeout_minutes: int = DEFAULT_OPERATION_TIMEOUT_MINUTES
     arm_timeout_seconds: int = DEFAULT_ARM_TIMEOUT_SECONDS
+    lost_operation_grace_seconds: int = DEFAULT_LOST_OPERATION_GRACE_SECONDS
     fanout: str = "inline"  # inline: the timer backs up every target; queue: one queue message per target
     queue_name: str = DEFAULT_QUEUE_NAME
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
@@ -181,6 +183,7 @@ class Settings:
         timeout = integer("BACKUP_OPERATION_TIMEOUT_MINUTES", DEFAULT_OPERATION_TIMEOUT_MINUTES, 5, 240)
         rpo_hours = integer("RPO_HOURS", DEFAULT_RPO_HOURS, 1, 24 * 90)
         arm_timeout = integer("ARM_TIMEOUT_SECONDS", DEFAULT_ARM_TIMEOUT_SECONDS, 1, 300)
+        lost_grace = integer("LOST_OPERATION_GRACE_SECONDS", DEFAULT_LOST_OPERATION_GRACE_SECONDS, 10, 14400)
         fanout = get("BACKUP_FANOUT").lower() or "inline"
         if fanout not in FANOUT_MODES:
             problems.append(f"BACKUP_FANOUT must be one of {', '.join(FANOUT_MODES)}, not '{fanout[:20]}'")
@@ -236,6 +239,7 @@ class Settings:
             concurrency=concurrency,
             operation_timeout_minutes=timeout,
             arm_timeout_seconds=arm_timeout,
+            lost_operation_grace_seconds=lost_grace,
             fanout=fanout,
             queue_name=queue_name,
             retention=retention,

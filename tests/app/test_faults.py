@@ -233,3 +233,17 @@ def test_a_run_that_died_before_asking_arm_is_failed_as_abandoned(service, emula
     monkeypatch.setattr(clock, "utcnow", lambda: later)
     jobs = assert_nothing_lost(service, emulator, [target])[target]
     assert [(j.id, j.status, j.error_code) for j in jobs] == [(ghost.id, "failed", "operation_abandoned")]
+
+
+def test_a_lost_operation_that_never_writes_a_share_ends_within_the_grace(app_env, emulator, target, monkeypatch):
+    # The soak's stall: the operation fails and ARM forgets it, so no share ever comes. The job is
+    # watched by its share for LOST_OPERATION_GRACE_SECONDS, not the whole operation lifetime.
+    monkeypatch.setenv("LOST_OPERATION_GRACE_SECONDS", "10")
+    service = BackupService.from_environment()
+    emulator.faults.fail_next_operation("backup", code="InternalError", message="Node unavailable.")
+    emulator.faults.fail_next("arm", 404, method="GET", path=r"/operationStatuses/", count=None, code="NotFound")
+    job = service.backup(target, "timer")
+    assert job.status == "failed" and job.error_code == "operation_abandoned", job.error_message
+    assert "LOST_OPERATION_GRACE_SECONDS" in job.error_message
+    emulator.faults.clear()
+    assert_nothing_lost(service, emulator, [target])

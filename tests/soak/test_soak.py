@@ -38,6 +38,7 @@ SEED = 20261127
 OPERATION_SECONDS = 2.0
 POLL_MS = 150
 SLEEP_CAP = 0.5
+LOST_GRACE_SECONDS = 20  # 10 emulated backups' time: past it, a lost one can only be lost for good
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,8 @@ def test_soak_200_rounds_over_20_targets_with_5_percent_faults(soak_emulator, az
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_TABLE_NAME": "soakjobs",
         "BACKUP_CONCURRENCY": str(TARGETS),
+        # A backup ARM lost track of is watched by its share this long, not the operation's lifetime
+        "LOST_OPERATION_GRACE_SECONDS": str(LOST_GRACE_SECONDS),
     }
     injected: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
