@@ -99,7 +99,7 @@ def measure(count: int, scratch: Path) -> dict:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             tracemalloc.start()
-            backups = service.catalog().backups(service.targets.resolve(target))
+            backups = service.run.catalog().backups(service.targets.resolve(target))
             held, _ = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             del backups

@@ -237,6 +237,7 @@ class ArmApp:
                 raise ArmError(409, "Conflict", "Another operation is in progress on this resource; retry later.")
             record["provisioningState"] = "Deleting"
             operation = self.service.start_operation("delete", resource_id, record["location"].replace(" ", "").lower())
+            operation["correlation"] = request.headers.get("x-ms-correlation-request-id")
             return self._async_headers(Response(status=202), operation, groups["sub"], api_version)
         raise ArmError(405, "MethodNotAllowed", f"The HTTP method '{request.method}' is not supported.")
 
@@ -314,7 +315,9 @@ class ArmApp:
             return self._backup(
                 groups, api_version, resource_id, record, body, request.headers.get("x-ms-correlation-request-id")
             )
-        return self._restore(groups, api_version, resource_id, record, body)
+        return self._restore(
+            groups, api_version, resource_id, record, body, request.headers.get("x-ms-correlation-request-id")
+        )
 
     def _backup(
         self, groups: dict, api_version: str, resource_id: str, record: dict | None, body: dict, correlation: str | None
@@ -365,7 +368,9 @@ class ArmApp:
         self.service.save()
         return self._async_headers(Response(status=202), operation, groups["sub"], api_version)
 
-    def _restore(self, groups: dict, api_version: str, resource_id: str, record: dict | None, body: dict) -> Response:
+    def _restore(
+        self, groups: dict, api_version: str, resource_id: str, record: dict | None, body: dict, correlation: str | None
+    ) -> Response:
         if record is not None:
             raise ArmError(
                 409,
@@ -401,6 +406,7 @@ class ArmApp:
                 state="Creating",
             )
             record["restoredFrom"] = {"account": account, "fileShareName": share, "operation": operation["id"]}
+        operation["correlation"] = correlation  # x-ms-correlation-request-id, as ARM logs it
         operation["message"] = f"Restore Created for ManagedCCF App : {groups['name']}."
         self.service.save()
         return self._async_headers(Response(status=202), operation, groups["sub"], api_version)

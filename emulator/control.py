@@ -7,14 +7,23 @@ this; tests in the same process can call the same objects directly.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Iterable, Protocol
 
 from werkzeug.wrappers import Request, Response
 
-from .faults import FaultRule
+from .arm import ManagedCcfService
+from .clock import Clock
+from .faults import FaultInjector, FaultRule
 
-if TYPE_CHECKING:
-    from .runtime import Emulator
+
+class Controlled(Protocol):
+    """What the control endpoint acts on (the running Emulator), named here so neither imports the other."""
+
+    faults: FaultInjector
+    clock: Clock
+    arm: ManagedCcfService
+
+    def deny(self, client_id: str, actions: Iterable[str]) -> None: ...
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -26,7 +35,7 @@ def _error(status: int, message: str) -> Response:
 
 
 class ControlApp:
-    def __init__(self, emulator: "Emulator") -> None:
+    def __init__(self, emulator: Controlled) -> None:
         self._emu = emulator
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:

@@ -1,8 +1,7 @@
-"""Scale-out mode (BACKUP_FANOUT=queue): back up the one target a queue message names.
+"""The two queue functions: start a target's backup (scale-out mode), and take a job's next step.
 
-The scheduled timer enqueues one message per target; the Functions platform hands messages to as
-many instances as the queue needs. A failure raises, so the host retries the message and, after
-host.json's maxDequeueCount, moves it to the poison queue; the job history holds the reason.
+A failure raises, so the host retries the message and, after host.json's maxDequeueCount, moves it
+to the poison queue; the job history holds the reason, and the sweeper takes up a lost step.
 """
 
 from __future__ import annotations
@@ -29,16 +28,21 @@ def max_dequeue_count(host_json: Path = Path(__file__).resolve().parents[1] / "h
         return HOST_DEFAULT_MAX_DEQUEUE_COUNT
 
 
-class QueuedBackupFailed(Exception):
-    """Raised so the host retries the message (and poisons it after the last attempt)."""
+def _body(message: func.QueueMessage) -> str:
+    return message.get_body().decode("utf-8", "replace")
 
 
 @bp.queue_trigger(arg_name="message", queue_name="%BACKUP_QUEUE_NAME%", connection="AzureWebJobsStorage")
 def backup_target(message: func.QueueMessage) -> None:
+    """Start the backup of the target the message names, and return (scale-out mode)."""
     attempt = message.dequeue_count or 1
-    job = service_from_environment().backup_from_queue(
-        message.get_body().decode("utf-8", "replace"), attempt, max_dequeue_count()
-    )
-    log.info("queued backup of %s: %s (attempt %d)", job.target, job.status, attempt)
-    if job.status != "succeeded":
-        raise QueuedBackupFailed(f"backup of {job.target} failed: {job.error_code}: {job.error_message}")
+    job = service_from_environment().start_from_queue(_body(message), attempt, max_dequeue_count())
+    log.info("queued backup of %s: operation %s %s (attempt %d)", job.target, job.id, job.state, attempt)
+
+
+@bp.queue_trigger(arg_name="message", queue_name="%OPERATIONS_QUEUE_NAME%", connection="AzureWebJobsStorage")
+def advance_operation(message: func.QueueMessage) -> None:
+    """Take the named job's next step (one ARM read, one transition) and queue the one after."""
+    job = service_from_environment().advance_from_queue(_body(message))
+    if job is not None:
+        log.info("%s %s of %s: %s", job.kind, job.id, job.target.rsplit("/", 1)[-1], job.state)

@@ -1,4 +1,4 @@
-"""The scheduled backup of every target (schedule from the BACKUP_SCHEDULE app setting)."""
+"""The timers: the scheduled backup, the sweeper, pruning, health and verification."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from .engine import service_from_environment
+from .invocation import thread_setup
 
 bp = func.Blueprint()
 log = logging.getLogger("mccf_backup.timer")
@@ -17,11 +18,12 @@ class ScheduledBackupFailed(Exception):
 
 
 @bp.timer_trigger(schedule="%BACKUP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
-def scheduled_backup(timer: func.TimerRequest) -> None:
+def scheduled_backup(timer: func.TimerRequest, context: func.Context) -> None:
+    """Start every target's backup and return; the operations queue follows them."""
     if timer.past_due:
         log.warning("The scheduled backup is running late (past due); running it now.")
     service = service_from_environment()
-    if service.settings.fanout == "queue":  # scale-out: one message per target, backed up by backup_target
+    if service.settings.fanout == "queue":  # scale-out: one message per target, started by backup_target
         outcome = service.enqueue_scheduled()
         failed = {target: reason for target, reason in outcome.items() if reason}
         log.info("Scheduled backup: enqueued %d of %d targets.", len(outcome) - len(failed), len(outcome))
@@ -31,11 +33,18 @@ def scheduled_backup(timer: func.TimerRequest) -> None:
                 + "; ".join(f"{t.rsplit('/', 1)[-1]}: {r}" for t, r in failed.items())
             )
         return
-    summary = service.run_scheduled("timer")
+    summary = service.run_scheduled("timer", thread_setup(context))
     log.info(summary.text())
     if summary.failed:
         failed = ", ".join(result.target.rsplit("/", 1)[-1] for result in summary.failed)
         raise ScheduledBackupFailed(f"{len(summary.failed)} of {len(summary.results)} targets failed: {failed}")
+
+
+@bp.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def sweep_operations(timer: func.TimerRequest, context: func.Context) -> None:
+    """Move on every job whose next step's message was lost, and end every job past its deadline."""
+    result = service_from_environment().sweep(thread_setup(context))
+    log.info("Sweep: %d running jobs, %d overdue moved on, %d ended.", result.looked_at, result.advanced, result.ended)
 
 
 @bp.timer_trigger(schedule="%PRUNE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)

@@ -23,6 +23,8 @@ param backupSchedule string = '0 0 2 * * *'
 param pruneSchedule string = '0 30 3 * * *'
 param healthSchedule string = '0 15 * * * *'
 param verifySchedule string = '0 */10 * * * *'
+@description('NCRONTAB of the sweeper: moves on jobs whose next step was lost, ends jobs past their deadline')
+param sweepSchedule string = '0 */5 * * * *'
 
 @description('Days a deleted backup share stays recoverable (share soft delete); longer than the pruning window')
 @minValue(7)
@@ -58,6 +60,8 @@ param restoreApprover string = ''
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 var storageSecretName = 'backup-storage-connection'
+var operationsQueueName = 'mccfbackup-operations'
+var targetsQueueName = 'mccfbackup-targets'
 var deploymentContainer = 'app-package-${token}'
 var targetIds = empty(trim(mccfTargets)) ? [] : split(mccfTargets, ',')
 var targetResourceGroupIdsEach = [
@@ -115,6 +119,17 @@ resource functionsStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     name: 'default'
     resource container 'containers' = {
       name: deploymentContainer
+    }
+  }
+  // The operations queue carries every running job's next step; the targets queue the scale-out mode's
+  // messages. Created here so the app's identity needs no right to create queues at run time.
+  resource queues 'queueServices' = {
+    name: 'default'
+    resource operationsQueue 'queues' = {
+      name: operationsQueueName
+    }
+    resource targetsQueue 'queues' = {
+      name: targetsQueueName
     }
   }
 }
@@ -311,6 +326,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     PRUNE_SCHEDULE: pruneSchedule
     HEALTH_SCHEDULE: healthSchedule
     VERIFY_SCHEDULE: verifySchedule
+    SWEEP_SCHEDULE: sweepSchedule
     KEY_VAULT_URL: vault.properties.vaultUri
     STORAGE_SECRET_NAME: storageSecretName
     ARM_ENDPOINT: environment().resourceManager
@@ -321,7 +337,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARM_TIMEOUT_SECONDS: '60'
     LOST_OPERATION_GRACE_SECONDS: '900'
     BACKUP_FANOUT: backupFanout
-    BACKUP_QUEUE_NAME: 'mccfbackup-targets'
+    BACKUP_QUEUE_NAME: targetsQueueName
+    OPERATIONS_QUEUE_NAME: operationsQueueName
     JOBS_TABLE_NAME: 'mccfbackupjobs'
     RPO_HOURS: '26'
     VERIFY_MAX_PER_RUN: '10'

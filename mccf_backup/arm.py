@@ -1,8 +1,9 @@
 """The Managed CCF control plane client: get, delete, backup, restore, operation status.
 
 Built on azure-mgmt-core's ARMPipelineClient, so retries (429 and 5xx, honouring Retry-After),
-ARM challenge authentication, long-running-operation polling (ARMPolling) and redaction of
-headers and query strings in logs come from the library, not from hand-written loops.
+ARM challenge authentication and redaction of headers and query strings in logs come from the
+library, not from hand-written loops. It starts operations and looks at them once; it never waits
+for one to end (the job lifecycle does the following, a step at a time).
 
 Two changes to the library's retry, both about POST (backup, restore), which is not idempotent:
 a 5xx, a dropped connection or a timeout after a POST leaves it unknown whether ARM started the
@@ -18,23 +19,20 @@ import uuid
 from dataclasses import dataclass
 
 import requests
-from typing import Callable
 from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.core.exceptions import ServiceResponseError
 from azure.core.pipeline import PipelineResponse, policies
-from azure.core.polling import LROPoller
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.core import ARMPipelineClient
-from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 
 from . import __version__
 from .errors import AuthenticationFailed, AzureRequestFailed, OperationInProgress, OperationOutcomeUnknown
-from .errors import OperationTimedOut, PermissionDenied, TargetNotFound
+from .errors import PermissionDenied, TargetNotFound
 from .redaction import redact
 from .targets import Target
 
@@ -42,7 +40,7 @@ ARM_SCOPE = "https://management.azure.com/.default"
 FINAL_STATES = {"Succeeded", "Failed", "Canceled"}
 THROTTLE_RETRIES = 60  # ARM's write bucket refills 10/s: enough for any queue of waiting workers
 AMBIGUOUS_STATUS = {500, 502, 503, 504}
-POLLING_LOST = "PollingLost"  # the poller gave up on an operation ARM still reports as running
+LOST = "Lost"  # ARM answers 404 for the operation: it forgot it, or a passing fault says so
 
 
 class ArmRetryPolicy(policies.RetryPolicy):
@@ -257,35 +255,37 @@ class ManagedCcfClient:
         return found
 
     def _start(
-        self, target: Target, suffix: str, method: str, body: dict | None, action: str, correlation: str | None = None
-    ) -> tuple[StartedOperation, PipelineResponse]:
+        self, target: Target, suffix: str, method: str, body: dict | None, action: str, correlation: str | None
+    ) -> StartedOperation:
         headers = {"x-ms-correlation-request-id": correlation_id(correlation)} if correlation else None
         request = HttpRequest(method, self._url(target, suffix), json=body, headers=headers)
-        pipeline_response = self._send(request, target, action)
-        response = pipeline_response.http_response
+        response = self._send(request, target, action).http_response
         self._raise_for(response, target, action)
         headers = response.headers
-        started = StartedOperation(
+        return StartedOperation(
             status_url=headers.get("Azure-AsyncOperation"),
             location_url=headers.get("Location"),
             retry_after=retry_after_seconds(response) or 10,
             completed=response.status_code in (200, 204)
             or not (headers.get("Azure-AsyncOperation") or headers.get("Location")),
         )
-        return started, pipeline_response
 
-    def start_backup(self, target: Target, sas_url: str, restore_region: str | None = None, job_id: str | None = None):
+    def start_backup(
+        self, target: Target, sas_url: str, restore_region: str | None = None, job_id: str | None = None
+    ) -> StartedOperation:
         body = {"uri": sas_url}
         if restore_region:
             body["restoreRegion"] = restore_region
         return self._start(target, "/backup", "POST", body, "start a backup", job_id)
 
-    def start_restore(self, target: Target, sas_url: str, share: str, restore_region: str):
+    def start_restore(
+        self, target: Target, sas_url: str, share: str, restore_region: str, job_id: str | None = None
+    ) -> StartedOperation:
         body = {"uri": sas_url, "fileShareName": share, "restoreRegion": restore_region}
-        return self._start(target, "/restore", "POST", body, "start a restore")
+        return self._start(target, "/restore", "POST", body, "start a restore", job_id)
 
-    def start_delete(self, target: Target):
-        return self._start(target, "", "DELETE", None, "delete the instance")
+    def start_delete(self, target: Target, job_id: str | None = None) -> StartedOperation:
+        return self._start(target, "", "DELETE", None, "delete the instance", job_id)
 
     # --- operations ---
     def _check_same_host(self, url: str) -> None:
@@ -304,7 +304,7 @@ class ManagedCcfClient:
             self._check_same_host(started.status_url)
             response = self._send(HttpRequest("GET", started.status_url), target, "read operation status").http_response
             if response.status_code == 404:
-                return OperationStatus("Failed", "OperationNotFound", "ARM no longer knows this operation.")
+                return OperationStatus(LOST, "OperationNotFound", "ARM no longer knows this operation.")
             self._raise_for(response, target, "read operation status")
             body = response.json()
             error = body.get("error") or {}
@@ -318,48 +318,10 @@ class ManagedCcfClient:
         self._check_same_host(started.location_url or "")
         response = self._send(HttpRequest("GET", started.location_url), target, "read operation result").http_response
         if response.status_code == 202:
-            return OperationStatus("InProgress", retry_after=started.retry_after)
+            return OperationStatus("InProgress", retry_after=retry_after_seconds(response) or started.retry_after)
+        if response.status_code == 404:
+            return OperationStatus(LOST, "OperationNotFound", "ARM no longer knows this operation.")
         if response.status_code < 300:
             return OperationStatus("Succeeded")
         code, message = _arm_error(response)
         return OperationStatus("Failed", code, message)
-
-    def wait(
-        self,
-        started: StartedOperation,
-        initial: PipelineResponse,
-        target: Target,
-        timeout_seconds: float,
-        on_progress: Callable[[str], None] | None = None,
-        polling_interval: float = 10,
-    ) -> OperationStatus:
-        """Follow an operation to its end with azure-mgmt-core's ARM poller (timer and CLI)."""
-        poller = LROPoller(
-            self._client,
-            initial,
-            lambda pipeline_response: pipeline_response.http_response,
-            ARMPolling(polling_interval, lro_options={"final-state-via": "azure-async-operation"}),
-        )
-        waited = 0.0
-        step = 5.0
-        try:
-            while not poller.done():
-                if waited >= timeout_seconds:
-                    raise OperationTimedOut(
-                        f"The ARM operation did not finish within {timeout_seconds / 60:.0f} minutes; it may still "
-                        "be running. Look at it again later (jobs, status) before starting another."
-                    )
-                poller.wait(step)  # re-raises what ended the poll (a failed operation, a 404)
-                waited += step
-                if on_progress and not poller.done():
-                    on_progress(poller.status())
-            poller.result()
-        except HttpResponseError as exc:
-            # The poller says only "failed or canceled"; the status resource has ARM's code and message.
-            status = self.status(started, target)
-            if status.done and status.status != "Succeeded":
-                return status
-            if not status.done:  # a passing fault (a 404 on one poll): the operation still runs
-                return OperationStatus("Failed", POLLING_LOST, f"Polling failed ({exc.status_code}); still running.")
-            return OperationStatus("Failed", str(exc.status_code or "Failed"), redact(exc.message or "failed"))
-        return OperationStatus("Succeeded")

@@ -1,8 +1,9 @@
-"""Operator CLI: ``python -m mccf_backup backup|restore|list|jobs|status``.
+"""Operator CLI: ``python -m mccf_backup backup|restore|list|jobs|status|...``.
 
 The same engine as the Functions app, for break-glass work outside it. Readable tables by default,
-``--json`` for scripts, progress on stderr while ``--wait`` follows a long operation. Exit codes:
-0 ok, 1 failed, 2 usage (bad arguments, settings or target).
+``--json`` for scripts, progress on stderr while ``--wait`` follows a long operation (by looking at
+its job and taking its next step when due, as the app's queue would). Exit codes: 0 ok, 1 failed,
+2 usage (bad arguments, settings or target).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 from . import errors
 from .jobs import Job
 from .redaction import redact
+from .restore_checks import RestoreRequest
 from .service import BackupService
 
 USAGE_ERRORS = (errors.SettingsInvalid, errors.InvalidRequest, errors.InvalidShareName, errors.TargetNotAllowed)
@@ -58,8 +60,11 @@ class Cli:
     def __init__(self, out=sys.stdout, err=sys.stderr) -> None:
         self.out, self.err = out, err
 
-    def progress(self, status: str) -> None:
-        print(f"  ... {status}", file=self.err, flush=True)
+    def progress(self, job: Job) -> None:
+        detail = job.arm_status or ""
+        if job.last_error:
+            detail += f"; last look failed: {job.last_error[:120]}"
+        print(f"  ... {job.state} {detail}".rstrip(), file=self.err, flush=True)
 
     def emit(self, args: argparse.Namespace, data: Any, text: str) -> None:
         print(json.dumps(data, indent=2, default=str) if args.json else text, file=self.out)
@@ -85,17 +90,19 @@ class Cli:
             raise errors.InvalidRequest("Name a --target (app name or resource ID), or --all.")
         status = 0
         for reference in references:
+            job = service.start_backup(reference, "cli", caller="cli")
             if args.wait:
-                print(f"backing up {reference.rsplit('/', 1)[-1]} ...", file=self.err, flush=True)
-                job = service.backup(reference, "cli", self.progress, caller="cli")
-            else:
-                job, _, _ = service.start_backup(reference, "cli", caller="cli")
+                print(f"backing up {reference.rsplit('/', 1)[-1]} (operation {job.id}) ...", file=self.err, flush=True)
+                job = service.follow(job, self.progress)
             status = max(status, self._started_or_done(service, args, job))
         return status
 
     def cmd_restore(self, service: BackupService, args: argparse.Namespace) -> int:
+        request = RestoreRequest(
+            args.target, args.share, args.region, args.replace, args.confirm, trigger="cli", caller="cli"
+        )
         if args.dry_run:
-            check = service.check_restore(args.target, args.share, args.region, args.replace, args.confirm)
+            check = service.check_restore(request)
             lines = [
                 f"restore of {check.target.name}"
                 + (f" from {check.backup.share}" if check.backup else "")
@@ -104,23 +111,10 @@ class Cli:
             lines += [f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in check.checks]
             self.emit(args, check.to_dict(), "\n".join(lines))
             return 0 if check.ok else 1
-
+        job = service.start_restore(request)
         if args.wait:
-            print(f"restoring {args.target} ...", file=self.err, flush=True)
-            job = service.restore(
-                args.target,
-                args.share,
-                args.region,
-                "cli",
-                self.progress,
-                caller="cli",
-                replace=args.replace,
-                confirm=args.confirm,
-            )
-        else:
-            job, _, _ = service.start_restore(
-                args.target, args.share, args.region, "cli", caller="cli", replace=args.replace, confirm=args.confirm
-            )
+            print(f"restoring {args.target} (operation {job.id}) ...", file=self.err, flush=True)
+            job = service.follow(job, self.progress)
         return self._started_or_done(service, args, job)
 
     def cmd_list(self, service: BackupService, args: argparse.Namespace) -> int:
@@ -147,7 +141,7 @@ class Cli:
 
     def cmd_jobs(self, service: BackupService, args: argparse.Namespace) -> int:
         jobs = [
-            service.refresh(job.id) if not job.done else job for job in service.list_jobs(args.target, limit=args.limit)
+            service.poll(job.id) if not job.done else job for job in service.list_jobs(args.target, limit=args.limit)
         ]
         self.emit(args, [j.to_dict() for j in jobs], _table(_job_rows(jobs), JOB_COLUMNS))
         return 0
@@ -208,6 +202,15 @@ class Cli:
         )
         return 0 if report.valid else 1
 
+    def cmd_sweep(self, service: BackupService, args: argparse.Namespace) -> int:
+        result = service.sweep()
+        self.emit(
+            args,
+            {"running": result.looked_at, "movedOn": result.advanced, "ended": result.ended},
+            f"{result.looked_at} running jobs; {result.advanced} overdue moved on; {result.ended} ended",
+        )
+        return 0
+
     def cmd_status(self, service: BackupService, args: argparse.Namespace) -> int:
         report = service.status()
         rows = [
@@ -259,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--wait", action="store_true")
     listing = commands.add_parser("list", help="the backups of a target")
     listing.add_argument("--target", required=True)
-    jobs = commands.add_parser("jobs", help="job history, newest first (finishes jobs whose operation ended)")
+    jobs = commands.add_parser("jobs", help="job history, newest first (moves on jobs whose next step is due)")
     jobs.add_argument("--target")
     jobs.add_argument("--limit", type=int, default=20)
     prune = commands.add_parser("prune", help="apply the retention policy (a dry run unless --apply)")
@@ -271,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--target", help="app name or resource ID (default: the target the share belongs to)")
     verify.add_argument("--share", help="the backup share (default: the newest good one of --target)")
     commands.add_parser("status", help="health per target")
-    for sub in (backup, restore, listing, jobs, prune, verify, commands.choices["status"]):
+    commands.add_parser("sweep", help="move on jobs whose next step is overdue; end jobs past their deadline")
+    for sub in (backup, restore, listing, jobs, prune, verify, commands.choices["status"], commands.choices["sweep"]):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return root
 

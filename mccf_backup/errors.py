@@ -70,3 +70,9 @@ OperationTimedOut = _error("OperationTimedOut", "operation_timed_out", 504, "The
 JobStoreUnavailable = _error("JobStoreUnavailable", "job_store_unavailable", 503, "The job history is unreachable")
 
 ALL_ERRORS = [cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, MccfBackupError)]
+_BY_CODE = {cls.code: cls for cls in ALL_ERRORS}
+
+
+def from_code(code: str | None, message: str, *, target: str | None = None) -> MccfBackupError:
+    """The error a recorded job ended with, raised again for the caller that started it."""
+    return _BY_CODE.get(code or "", MccfBackupError)(message, target=target)

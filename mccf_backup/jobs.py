@@ -1,37 +1,33 @@
-"""Job history: every backup and restore, in Azure Table storage (the Functions storage account).
+"""Job history and operation state, in Azure Table storage (the Functions storage account).
 
 One entity per job. The RowKey is the job id and starts with an inverted timestamp, so a plain
-query returns the newest jobs first. The HTTP API's operation state lives here too, which is
-what lets any Functions instance answer a poll for a job another instance started.
+query returns the newest jobs first. The state of a running operation lives here too, which is
+what lets any Functions instance advance, poll or end a job another instance started. Every
+change of a job's state is an ETag-conditional replace: of two instances moving the same job, one
+wins and the other learns it lost (``StaleJob``) instead of overwriting.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
+from typing import Any, Callable
 
-from azure.core.credentials import TokenCredential
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from . import clock
+from . import clock, lifecycle
 from .errors import JobStoreUnavailable, OperationNotFound
 from .redaction import redact
 from .settings import JobStoreLocation
 
 PARTITION = "job"
-IDEMPOTENCY_PARTITION = "idempotency"
 _MAX_MS = 10**13
-
-
-def _key_row(key: str) -> str:
-    """The table row of an Idempotency-Key: its hash, so any key the client sends is a valid RowKey."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def new_job_id(now: dt.datetime | None = None) -> str:
@@ -39,13 +35,17 @@ def new_job_id(now: dt.datetime | None = None) -> str:
     return f"{_MAX_MS - int(moment.timestamp() * 1000):013d}{secrets.token_hex(4)}"
 
 
+class StaleJob(Exception):
+    """Another instance changed the job since it was read: this instance's step lost and does nothing."""
+
+
 @dataclass
 class Job:
     id: str
-    kind: str  # backup | restore | delete (a share removed by pruning) | delete_instance (replace-restore)
+    kind: str  # backup | restore | delete_instance (replace-restore) | delete (pruned share) | verify
     target: str  # resource ID
-    trigger: str  # timer | http | cli
-    status: str = "running"  # running | succeeded | failed
+    trigger: str  # timer | queue | http | cli | reconcile
+    state: str = lifecycle.ACCEPTED
     started: dt.datetime = dataclasses.field(default_factory=lambda: clock.utcnow())
     ended: dt.datetime | None = None
     share: str | None = None
@@ -57,28 +57,35 @@ class Job:
     location_url: str | None = None
     retry_after: float = 10
     arm_status: str | None = None
-    reason: str | None = None  # why a prune deleted a share
+    reason: str | None = None  # why a prune deleted a share; what a verification found
     phase: str | None = None  # replace-restore: "deleting" the live instance, then "restoring"
     related_job: str | None = None  # replace-restore: the delete job of the restore, and back
+    deadline: dt.datetime | None = None  # the current state must be left by then
+    next_check: dt.datetime | None = None  # when the next step is due
+    step: int = 0  # bumped by every transition; an operations-queue message names the step it is for
+    watch: str | None = None  # how a running operation is followed: status | share | instance
+    watch_since: dt.datetime | None = None
+    last_error: str | None = None  # the last failed look at a job that goes on (e.g. a status URL's 500)
+    failures: int = 0  # failed looks in a row: each doubles the wait before the next, up to 5 minutes
     etag: str | None = dataclasses.field(default=None, compare=False, repr=False)  # from the table, not stored
 
     @property
+    def status(self) -> str:
+        return lifecycle.coarse_status(self.state)
+
+    @property
     def done(self) -> bool:
-        return self.status != "running"
+        return lifecycle.is_final(self.state)
+
+    def seconds_until_due(self) -> float:
+        """When to look again (a poll's Retry-After): the next step's due time, else ARM's Retry-After."""
+        if self.next_check is None:
+            return self.retry_after
+        return max(0.0, (self.next_check - clock.utcnow()).total_seconds())
 
     @property
     def duration_seconds(self) -> float | None:
         return round((self.ended - self.started).total_seconds(), 3) if self.ended else None
-
-    def fail(self, code: str, message: str) -> None:
-        self.status = "failed"
-        self.error_code = code
-        self.error_message = redact(message)
-        self.ended = clock.utcnow()
-
-    def succeed(self) -> None:
-        self.status = "succeeded"
-        self.ended = clock.utcnow()
 
     def to_dict(self) -> dict:
         """The public view (API, CLI --json): no ARM URLs."""
@@ -88,6 +95,7 @@ class Job:
             "target": self.target,
             "trigger": self.trigger,
             "status": self.status,
+            "state": self.state,
             "started": self.started.isoformat(),
             "ended": self.ended.isoformat() if self.ended else None,
             "share": self.share,
@@ -95,10 +103,12 @@ class Job:
             "caller": self.caller,
             "restoreRegion": self.restore_region,
             "reason": self.reason,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "lastError": self.last_error,
         }
 
     def to_entity(self) -> dict:
-        entity = {"PartitionKey": PARTITION, "RowKey": self.id}
+        entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": self.id, "status": self.status}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if item.name not in ("id", "etag") and value is not None:
@@ -109,35 +119,46 @@ class Job:
     def from_entity(cls, entity: dict) -> "Job":
         names = {f.name for f in dataclasses.fields(cls)} - {"id", "etag"}
         values = {name: entity[name] for name in names if name in entity and entity[name] is not None}
-        for name in ("started", "ended"):
-            if name in values and isinstance(values[name], dt.datetime) and values[name].tzinfo is None:
-                values[name] = values[name].replace(tzinfo=dt.timezone.utc)
+        for name, value in values.items():
+            if isinstance(value, dt.datetime) and value.tzinfo is None:
+                values[name] = value.replace(tzinfo=dt.timezone.utc)
+        for name in ("step", "failures"):
+            if name in values:
+                values[name] = int(values[name])
+        if "state" not in values:  # a job recorded before the lifecycle had states: running, succeeded, failed
+            values["state"] = {"succeeded": lifecycle.SUCCEEDED, "failed": lifecycle.FAILED}.get(
+                entity.get("status"), lifecycle.RUNNING
+            )
         metadata = getattr(entity, "metadata", None) or {}
         return cls(id=entity["RowKey"], etag=metadata.get("etag"), **values)
 
 
-class JobStore:
+class JobTable:
+    """The table (created on first use) and the one place its errors become ``JobStoreUnavailable``.
+
+    Leases and Idempotency-Keys live in the same table, in their own partitions, so one ETag
+    mechanism and one connection serve all three.
+    """
+
     def __init__(self, location: JobStoreLocation, credential: TokenCredential | None = None) -> None:
         if location.connection_string:
-            self._table = TableClient.from_connection_string(location.connection_string, location.table_name)
+            self.client = TableClient.from_connection_string(location.connection_string, location.table_name)
         else:
-            self._table = TableClient(location.table_endpoint, location.table_name, credential=credential)
+            self.client = TableClient(location.table_endpoint, location.table_name, credential=credential)
         self._name = location.table_name
         self._ready = False
         self._lock = threading.Lock()
 
-    def _call(self, action: str, function, *args, **kwargs):
+    def call(self, action: str, function: Callable, *args, **kwargs):
+        """Run a table call; conflicts and absences pass through, any other failure says what to check."""
         try:
             if not self._ready:
                 with self._lock:
                     if not self._ready:
                         try:
-                            self._table.create_table()
-                        except AzureError as exc:
-                            if getattr(exc, "error_code", None) != "TableAlreadyExists" and "Conflict" not in str(
-                                getattr(exc, "reason", "")
-                            ):
-                                raise
+                            self.client.create_table()
+                        except ResourceExistsError:
+                            pass
                         self._ready = True
             return function(*args, **kwargs)
         except (ResourceNotFoundError, ResourceModifiedError, ResourceExistsError):
@@ -148,82 +169,77 @@ class JobStore:
                 f"{redact(str(exc).splitlines()[0])}. Check AzureWebJobsStorage."
             ) from exc
 
-    def save(self, job: Job) -> Job:
-        self._call("record a job", self._table.upsert_entity, job.to_entity(), mode=UpdateMode.REPLACE)
-        return job
-
-    def claim(self, job: Job) -> bool:
-        """Save ``job`` only if nobody changed it since it was read (ETag); False when another poll won."""
+    def replace_if_unchanged(self, entity: dict, etag: str | None, action: str) -> str:
+        """Replace an entity only if its ETag is still ``etag``; returns the new ETag."""
         try:
-            self._call(
-                "record a job",
-                self._table.update_entity,
-                job.to_entity(),
+            result = self.call(
+                action,
+                self.client.update_entity,
+                entity,
                 mode=UpdateMode.REPLACE,
-                etag=job.etag,
+                etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )
-        except ResourceModifiedError:
-            return False
-        return True
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StaleJob(entity["RowKey"]) from exc
+        return (result or {}).get("etag")
 
-    def claim_idempotency_key(self, key: str, body_hash: str, job_id: str) -> tuple[str, str] | None:
-        """Bind an Idempotency-Key to a job, atomically: None if this call won, else (job id, body hash) of
-        the first request with that key."""
-        row = _key_row(key)
-        entity = {"PartitionKey": IDEMPOTENCY_PARTITION, "RowKey": row, "bodyHash": body_hash, "jobId": job_id}
-        try:
-            self._call("record an idempotency key", self._table.create_entity, entity)
-            return None
-        except ResourceExistsError:
-            existing = self._call("read an idempotency key", self._table.get_entity, IDEMPOTENCY_PARTITION, row)
-            return existing["jobId"], existing["bodyHash"]
 
-    def rebind_idempotency_key(self, key: str, body_hash: str, job_id: str) -> None:
-        """Point a key at another job (the one already running, under single flight)."""
-        entity = {
-            "PartitionKey": IDEMPOTENCY_PARTITION,
-            "RowKey": _key_row(key),
-            "bodyHash": body_hash,
-            "jobId": job_id,
-        }
-        self._call("record an idempotency key", self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+class JobStore:
+    def __init__(self, table: JobTable) -> None:
+        self.table = table
 
-    def release_idempotency_key(self, key: str) -> None:
-        """Forget a key whose request was refused before any job existed, so a retry is judged afresh."""
-        row = _key_row(key)
-        try:
-            self._call("forget an idempotency key", self._table.delete_entity, IDEMPOTENCY_PARTITION, row)
-        except ResourceNotFoundError:
-            pass
+    def create(self, job: Job) -> Job:
+        """Record a new job; its id is unique, so a second create of it is a bug (or a replayed step)."""
+        result = self.table.call("record a job", self.table.client.create_entity, job.to_entity())
+        job.etag = (result or {}).get("etag")
+        return job
+
+    def replace(self, job: Job) -> Job:
+        """Write ``job`` only if nobody changed it since it was read; raises StaleJob when another won."""
+        if job.etag is None:
+            raise ValueError("a job must be read (or created) before it is replaced")
+        job.etag = self.table.replace_if_unchanged(job.to_entity(), job.etag, "record a job")
+        return job
 
     def get(self, job_id: str) -> Job:
         try:
-            entity = self._call("read a job", self._table.get_entity, PARTITION, job_id)
+            entity = self.table.call("read a job", self.table.client.get_entity, PARTITION, job_id)
         except ResourceNotFoundError as exc:
             raise OperationNotFound(f"No operation with id '{job_id[:64]}' exists.") from exc
         return Job.from_entity(entity)
 
-    def running(self, target: str | None, kind: str) -> list[Job]:
-        """Jobs of a kind still marked running (for one target, or all), newest first (job ids invert
-        time): what reconciliation looks at. Filtered by the table service, so it costs one query however long the history is."""
-        condition = "PartitionKey eq @p and status eq 'running' and kind eq @kind"
-        parameters = {"p": PARTITION, "kind": kind}
+    def find(self, job_id: str) -> Job | None:
+        try:
+            return self.get(job_id)
+        except OperationNotFound:
+            return None
+
+    def _query(self, action: str, condition: str, parameters: dict) -> list[Job]:
+        def query() -> list[Job]:
+            return [Job.from_entity(e) for e in self.table.client.query_entities(condition, parameters=parameters)]
+
+        return sorted(self.table.call(action, query), key=lambda job: job.id)
+
+    def running(self, target: str | None = None, kind: str | None = None) -> list[Job]:
+        """Jobs not yet final (for one target, of one kind, or all), newest first (job ids invert
+        time). Filtered by the table service, so it costs one query however long the history is."""
+        condition = "PartitionKey eq @p and status eq 'running'"
+        parameters: dict[str, str] = {"p": PARTITION}
+        if kind is not None:
+            condition += " and kind eq @kind"
+            parameters["kind"] = kind
         if target is not None:
             condition += " and target eq @target"
             parameters["target"] = target
-
-        def query() -> list[Job]:
-            return [Job.from_entity(entity) for entity in self._table.query_entities(condition, parameters=parameters)]
-
-        return sorted(self._call("list running jobs", query), key=lambda job: job.id)
+        return self._query("list running jobs", condition, parameters)
 
     def list(self, target: str | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
         """Newest first; filtered by target resource ID (case-insensitive) and kind."""
 
         def query() -> list[Job]:
             jobs = []
-            for entity in self._table.query_entities(f"PartitionKey eq '{PARTITION}'"):
+            for entity in self.table.client.query_entities("PartitionKey eq @p", parameters={"p": PARTITION}):
                 job = Job.from_entity(entity)
                 if target and job.target.lower() != target.lower():
                     continue
@@ -234,4 +250,4 @@ class JobStore:
                     break
             return jobs
 
-        return self._call("list jobs", query)
+        return self.table.call("list jobs", query)

@@ -25,6 +25,7 @@ DEFAULT_OPERATION_TIMEOUT_MINUTES = 60
 DEFAULT_ARM_TIMEOUT_SECONDS = 60
 DEFAULT_LOST_OPERATION_GRACE_SECONDS = 900
 DEFAULT_QUEUE_NAME = "mccfbackup-targets"
+DEFAULT_OPERATIONS_QUEUE_NAME = "mccfbackup-operations"
 FANOUT_MODES = ("inline", "queue")
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
 DEFAULT_RPO_HOURS = 26
@@ -47,6 +48,7 @@ _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,40}$")
+_QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Settings:
     lost_operation_grace_seconds: int = DEFAULT_LOST_OPERATION_GRACE_SECONDS
     fanout: str = "inline"  # inline: the timer backs up every target; queue: one queue message per target
     queue_name: str = DEFAULT_QUEUE_NAME
+    operations_queue_name: str = DEFAULT_OPERATIONS_QUEUE_NAME
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_overrides: dict[str, RetentionPolicy] = field(default_factory=dict)  # resource ID (lower) -> policy
     rpo_hours: int = DEFAULT_RPO_HOURS
@@ -149,6 +152,7 @@ class Settings:
             "PRUNE_SCHEDULE",
             "HEALTH_SCHEDULE",
             "VERIFY_SCHEDULE",
+            "SWEEP_SCHEDULE",
         ):  # the Functions host reads these
             schedule = get(name)
             if schedule and len(schedule.split()) != 6:
@@ -188,10 +192,14 @@ class Settings:
         if fanout not in FANOUT_MODES:
             problems.append(f"BACKUP_FANOUT must be one of {', '.join(FANOUT_MODES)}, not '{fanout[:20]}'")
         queue_name = get("BACKUP_QUEUE_NAME") or DEFAULT_QUEUE_NAME
-        if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", queue_name):
-            problems.append(
-                f"BACKUP_QUEUE_NAME '{queue_name[:70]}' is not a queue name (3-63 lower-case letters, digits, hyphens)"
-            )
+        operations_queue = get("OPERATIONS_QUEUE_NAME") or DEFAULT_OPERATIONS_QUEUE_NAME
+        for setting, value in (("BACKUP_QUEUE_NAME", queue_name), ("OPERATIONS_QUEUE_NAME", operations_queue)):
+            if not _QUEUE_NAME.fullmatch(value):
+                problems.append(
+                    f"{setting} '{value[:70]}' is not a queue name (3-63 lower-case letters, digits, single hyphens)"
+                )
+        if queue_name == operations_queue:
+            problems.append("BACKUP_QUEUE_NAME and OPERATIONS_QUEUE_NAME must name two different queues")
         verify_max = integer("VERIFY_MAX_PER_RUN", 10, 0, 1000)
         restore_enabled = get("RESTORE_ENABLED").lower()
         if restore_enabled not in ("", "true", "false"):
@@ -242,6 +250,7 @@ class Settings:
             lost_operation_grace_seconds=lost_grace,
             fanout=fanout,
             queue_name=queue_name,
+            operations_queue_name=operations_queue,
             retention=retention,
             retention_overrides=overrides,
             rpo_hours=rpo_hours,

@@ -1,8 +1,9 @@
 """`make demo`: the whole product against the local emulator and Azurite, end to end.
 
-Starts the emulator (seeded) and Azurite, serves the Functions app through the dev server, runs the
-scheduled backup through the timer function, an on-demand backup over HTTP polled exactly as Logic
-Apps polls, lists the catalog, deletes one instance, restores it over HTTP from its newest backup,
+Starts the emulator (seeded) and Azurite, serves the Functions app through the dev server (its
+queue functions run beside it, as ``func start`` runs them), runs the scheduled backup through the
+timer function (which starts every backup and returns; the operations queue follows them), an
+on-demand backup over HTTP polled exactly as Logic Apps polls, lists the catalog, deletes one instance, restores it over HTTP from its newest backup,
 shows status and job history, and stops everything it started.
 """
 
@@ -55,6 +56,8 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
             "BACKUP_SCHEDULE": "0 0 2 * * *",
             "AzureWebJobsStorage": azurite.connection_string,
             "JOBS_TABLE_NAME": "mccfbackupjobs",
+            "BACKUP_QUEUE_NAME": "mccfbackup-targets",
+            "OPERATIONS_QUEUE_NAME": "mccfbackup-operations",
         }
         with scoped_environ(settings):
             reset_credentials()
@@ -69,9 +72,23 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                     f"==> emulator (ARM, Key Vault, Azure Files, managed identity) and Azurite are up; "
                     f"{len(targets)} targets"
                 )
-                say("==> scheduled backup: the timer function backs up every target")
+                say("==> scheduled backup: the timer function starts every target's backup and returns")
+                fired = time.monotonic()
                 timer = http("POST", f"{server.url}/admin/functions/scheduled_backup", params=key)
-                say(f"    timer function: {'succeeded' if timer.status_code == 202 else 'FAILED ' + timer.text}")
+                say(
+                    f"    timer function: {'returned' if timer.status_code == 202 else 'FAILED ' + timer.text} "
+                    f"after {time.monotonic() - fired:.1f} s; the operations queue follows each backup"
+                )
+                engine = BackupService.from_environment()
+                while engine.jobs.running():
+                    time.sleep(0.5)
+                steps = server.pump.stats.durations.get("advance_operation", [])
+                say(
+                    f"    all backups ended {time.monotonic() - fired:.1f} s after the timer fired: "
+                    f"{len(steps)} queue steps, the longest {max(steps, default=0):.2f} s"
+                )
+                for job in engine.list_jobs(limit=len(targets)):
+                    say(f"    {job.target.rsplit('/', 1)[-1]}: {job.state}, share {job.share}")
 
                 say(f"==> on-demand backup of {first_app} over HTTP, polled as Logic Apps polls")
                 accepted = http("POST", f"{api}/backups", params=key, json={"target": first_app})
@@ -95,10 +112,10 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                 say(f"    {refused.status_code} {refused.json()['code']}: {refused.json()['detail']}")
 
                 say(f"==> deleting {first_app} in the emulator, then restoring it from its newest backup")
-                engine = BackupService.from_environment()
                 target = engine.targets.resolve(first_app)
-                started, initial = engine.arm.start_delete(target)
-                engine.arm.wait(started, initial, target, timeout_seconds=120)
+                deletion = engine.arm.start_delete(target)
+                while not engine.arm.status(deletion, target).done:
+                    time.sleep(deletion.retry_after)
                 restore = poll_like_logic_apps(http("POST", f"{api}/restores", params=key, json={"target": first_app}))
                 say(
                     f"    {restore.status_code} {restore.json().get('status')}: restored from "

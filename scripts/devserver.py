@@ -2,9 +2,10 @@
 
 It reads the app's own functions (``app.get_functions()``): each HTTP function is served at
 ``/api/<route>`` with its methods and auth level (a function key, as ``?code=`` or the
-``x-functions-key`` header), and the real handler is called with a ``func.HttpRequest``. Other
-triggers can be run through ``POST /admin/functions/<name>``, as with the Functions host's admin
-API (here it runs synchronously, and answers 500 when the function raised).
+``x-functions-key`` header), and the real handler is called with a ``func.HttpRequest``. Timer
+functions can be run through ``POST /admin/functions/<name>``, as with the Functions host's admin
+API (here it runs synchronously, and answers 500 when the function raised). Queue functions run
+beside it (scripts/queuepump.py), as ``func start`` runs them.
 
     python -m scripts.devserver [--port 7071] [--key KEY]
 """
@@ -28,6 +29,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from scripts.invocation import invoke
 
 log = logging.getLogger("devserver")
 ROUTE_PARAM = re.compile(r"\{(\w+)(?::\w+)?\??\}")
@@ -92,7 +95,8 @@ class DevServer:
             route_params=args,
             body=request.get_data(),
         )
-        result = function.get_user_function()(http_request)
+        arg = function.get_trigger().get_dict_repr().get("name", "req")
+        result = invoke(function, **{arg: http_request})
         response = Response(result.get_body(), status=result.status_code, mimetype=result.mimetype)
         for key, value in result.headers.items():
             if key.lower() != "content-type":
@@ -108,7 +112,9 @@ class DevServer:
         if function.get_trigger().get_dict_repr().get("type") != "timerTrigger":
             return Response("only timer functions run through the admin endpoint here", status=400)
         try:
-            function.get_user_function()(TimerRequest(past_due=False))
+            invoke(
+                function, **{function.get_trigger().get_dict_repr().get("name", "timer"): TimerRequest(past_due=False)}
+            )
         except Exception as exc:  # noqa: BLE001 - reported to the caller, as the host's logs would
             log.warning("function %s failed: %s", name, exc)
             return Response(json.dumps({"error": str(exc)}), status=500, mimetype="application/json")
@@ -116,12 +122,18 @@ class DevServer:
 
 
 class RunningServer:
-    """The dev server on a background thread (tests and the demo)."""
+    """The dev server on a background thread (tests and the demo), with the app's queue functions run
+    beside it as the host runs them (``pump=False`` leaves the queues alone)."""
 
-    def __init__(self, app: func.FunctionApp, function_key: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: func.FunctionApp, function_key: str, host: str = "127.0.0.1", port: int = 0, pump: bool = True
+    ) -> None:
+        from scripts.queuepump import QueuePump
+
         self.key = function_key
         self._server: BaseWSGIServer = make_server(host, port, DevServer(app, function_key), threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="devserver", daemon=True)
+        self.pump = QueuePump(app, visibility_timeout=5) if pump else None
 
     @property
     def url(self) -> str:
@@ -129,9 +141,13 @@ class RunningServer:
 
     def __enter__(self) -> "RunningServer":
         self._thread.start()
+        if self.pump is not None:
+            self.pump.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.pump is not None:
+            self.pump.__exit__()
         self._server.shutdown()
         self._server.server_close()
 
@@ -147,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from function_app import app
 
-    server = make_server("127.0.0.1", args.port, DevServer(app, args.key), threaded=True)
     print(f"Functions app on http://127.0.0.1:{args.port}/api/ (function key: {args.key})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    with RunningServer(app, args.key, port=args.port):
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

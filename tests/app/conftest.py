@@ -43,6 +43,9 @@ def app_env(emulator, azurite, targets, monkeypatch):
         "ARM_ENDPOINT": emulator.env["ARM_ENDPOINT"],
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_TABLE_NAME": f"jobs{uuid.uuid4().hex[:10]}",
+        "OPERATIONS_QUEUE_NAME": f"ops-{uuid.uuid4().hex[:10]}",
+        "BACKUP_QUEUE_NAME": f"targets-{uuid.uuid4().hex[:10]}",
+        "SWEEP_SCHEDULE": "0 */5 * * * *",
         "RESTORE_REGION": "",
     }
     for key, value in settings.items():
@@ -89,6 +92,8 @@ def schemathesis_env(emulator, azurite, monkeypatch):
         "ARM_ENDPOINT": emulator.env["ARM_ENDPOINT"],
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_TABLE_NAME": "schemathesisjobs",
+        "OPERATIONS_QUEUE_NAME": "schemathesis-ops",
+        "BACKUP_QUEUE_NAME": "schemathesis-targets",
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)

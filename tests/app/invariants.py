@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from azure.storage.fileshare import ShareServiceClient
 
 from mccf_backup import catalog as cat
@@ -24,8 +26,21 @@ def backup_operations(emulator, resource_id: str) -> list[dict]:
     return [o for o in operations if o["kind"] == "backup" and o["resource"].lower() == resource_id.lower()]
 
 
+def finish_running(service: BackupService, targets: list[str], timeout: float = 60) -> None:
+    """Follow every job still running for the targets to its end (what the operations queue does)."""
+    deadline = time.monotonic() + timeout
+    for target_id in targets:
+        for job in service.jobs.running(service.targets.resolve(target_id).resource_id):
+            while not job.done:
+                assert time.monotonic() < deadline, f"{job.kind} {job.id} still {job.state} after {timeout} s"
+                job = service.poll(job.id)
+                time.sleep(0.2)
+
+
 def assert_nothing_lost(service: BackupService, emulator, targets: list[str]) -> dict[str, list]:
-    """Reconcile once (what the next run does first), then check the invariants; returns jobs by target."""
+    """Finish what runs, reconcile once (adopt unclaimed shares, as the next backup does), then check
+    the invariants; returns the backup jobs by target."""
+    finish_running(service, targets)
     by_target = {}
     for target_id in targets:
         target = service.targets.resolve(target_id)
@@ -58,6 +73,8 @@ def assert_nothing_lost(service: BackupService, emulator, targets: list[str]) ->
                 if o.get("correlation") in {correlation_id(j) for j in twice}
             ]
         )
+        leases = service.run.leases.holder(target.resource_id)
+        assert leases is None, f"{target.name}: the lease is still held by {leases}"
         written = [o for o in backup_operations(emulator, target.resource_id) if o["status"] == "Succeeded"]
         assert len(written) == len(shares), f"{target.name}: {len(written)} backups written, {len(shares)} shares"
         by_target[target_id] = jobs

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import pytest
 from azure.functions.timer import TimerRequest
+from azure.mgmt.confidentialledger.models import ManagedCCFBackup
 
 from mccf_backup import clock
 from mccf_backup.identity import reset_credentials
 from mccf_backup.jobs import Job, new_job_id
 from mccf_backup.service import BackupService
-from mccf_backup.storage_config import BACKUP
 
-from ..emulator.helpers import secret_client
+from ..emulator.helpers import file_service_sas_url, mgmt_client, secret_client
 from .invariants import assert_nothing_lost, backup_operations, shares_of
 from .test_timer_and_runs import timer_function
 
@@ -125,11 +126,11 @@ def test_a_single_404_while_polling_a_running_backup_does_not_fail_it(service, e
 
 def test_a_share_no_job_claims_is_adopted_by_the_next_run(service, emulator, target):
     # someone ran the manual procedure (or ARM acted on a request long after its client gave up)
-    started, initial = service.arm.start_backup(
-        service.targets.resolve(target), service.storage().sas_url(BACKUP, service.operation_lifetime)
-    )
-    service.arm.wait(started, initial, service.targets.resolve(target), 60)
-    (share,) = shares_of(emulator, target.rsplit("/", 1)[-1])
+    rg, app = target.split("/")[4], target.rsplit("/", 1)[-1]
+    mgmt_client(emulator).managed_ccf.begin_backup(
+        rg, app, ManagedCCFBackup(uri=file_service_sas_url(emulator))
+    ).result()
+    (share,) = shares_of(emulator, app)
     jobs = assert_nothing_lost(service, emulator, [target])[target]
     assert [(j.trigger, j.status, j.share) for j in jobs] == [("reconcile", "succeeded", share)]
 
@@ -175,10 +176,10 @@ def test_a_disabled_secret_says_so(app_env, emulator):
 
 
 def test_a_sas_that_expires_while_the_backup_runs_fails_it_clearly(service, emulator, target):
-    job, started, initial = service.start_backup(target, "timer")
+    job = service.start_backup(target, "timer")
     emulator.storage_auth.sas_clock_offset = dt.timedelta(hours=3)  # Storage's clock passes the SAS expiry
     try:
-        job = service._follow(job, started, initial)
+        job = service.follow(job)
     finally:
         emulator.storage_auth.sas_clock_offset = dt.timedelta()
     assert job.status == "failed" and job.error_code == "backup_failed"
@@ -194,56 +195,101 @@ def test_storage_503_while_listing_is_retried(service, emulator, target):
     assert_nothing_lost(service, emulator, [target])
 
 
-def test_storage_failing_while_tagging_leaves_the_job_for_the_next_run_to_finish(service, emulator, target):
+def test_storage_failing_while_tagging_keeps_the_job_finishing_until_it_can(service, emulator, target):
     app = target.rsplit("/", 1)[-1]
     emulator.faults.fail_next("file", 503, count=None, method="PUT", path=rf"^/mccfbackupemu/{app}-\d{{14}}$")
-    with pytest.raises(Exception) as info:
-        service.backup(target, "timer")
-    assert getattr(info.value, "code", None) == "azure_request_failed"
-    (job,) = service.jobs.running(target, "backup")  # not lost: still running, with its operation
+    job = service.start_backup(target, "timer")
+    deadline = time.monotonic() + 60
+    while not (job.state == "finishing" and job.last_error):
+        assert time.monotonic() < deadline and not job.done, job
+        time.sleep(0.3)
+        job = service.poll(job.id)
+    assert "azure_request_failed" in job.last_error and not job.done  # not lost: it goes on, a little later
     assert list(shares_of(emulator, app).values()) == [{}]  # the share exists, untagged
     emulator.faults.clear()
     jobs = assert_nothing_lost(service, emulator, [target])[target]
     assert [(j.id, j.status) for j in jobs] == [(job.id, "succeeded")]
 
 
-def test_a_run_that_died_after_starting_a_backup_is_finished_by_the_next_run(app_env, emulator, target):
+def test_a_run_that_died_after_starting_a_backup_is_joined_by_the_next_run(app_env, emulator, target):
     first = BackupService.from_environment()
-    emulator.arm.options.operation_seconds = 3.0  # still running when the next run reconciles it
+    emulator.arm.options.operation_seconds = 3.0  # still running when the next run starts
     try:
-        abandoned, _, _ = first.start_backup(target, "timer")  # the instance dies here: nobody follows it
+        abandoned = first.start_backup(target, "timer")  # the instance dies here: nobody follows it
         other = app_env["MCCF_TARGETS"].split(",")[1]
         summary = BackupService.from_environment().run_scheduled()
     finally:
         emulator.arm.options.operation_seconds = 0.3
     assert not summary.failed, summary.text()
+    joined = {r.target: r for r in summary.results}
+    assert joined[target].joined and joined[target].job.id == abandoned.id  # no second backup while ARM runs one
+    assert not joined[other].joined
     service = BackupService.from_environment()
     jobs = assert_nothing_lost(service, emulator, [target, other])
     finished = service.jobs.get(abandoned.id)
     assert finished.status == "succeeded" and finished.share
-    # the next run followed the abandoned backup instead of starting a second while it ran
     assert [j.id for j in jobs[target]] == [abandoned.id]
 
 
-def test_a_run_that_died_before_asking_arm_is_failed_as_abandoned(service, emulator, target, monkeypatch):
-    ghost = Job(new_job_id(), "backup", target, "timer", arm_status="Starting")
-    service.jobs.save(ghost)  # recorded, then the instance died before the POST
-    assert service.reconcile(service.targets.resolve(target)) == [service.jobs.get(ghost.id)]  # too young to judge
+def ghost(service: BackupService, target: str) -> Job:
+    """A backup recorded under the target's lease by an instance that died before it asked ARM."""
+    job = Job(new_job_id(), "backup", target, "timer")
+    assert service.run.leases.acquire(target, job.id, "backup") is None
+    return service.operations.record(job)
+
+
+def test_a_run_that_died_before_asking_arm_is_started_by_the_sweeper(service, emulator, target, monkeypatch):
+    job = ghost(service, target)
+    assert service.sweep().advanced == 0  # just recorded: its starter may be at work
+    shift = dt.timedelta(minutes=3)  # overdue, and still within its deadline
+    monkeypatch.setattr(clock, "utcnow", lambda: dt.datetime.now(dt.timezone.utc) + shift)
+    assert service.sweep().advanced == 1
+    assert service.jobs.get(job.id).state == "running"
+    jobs = assert_nothing_lost(service, emulator, [target])[target]
+    assert [(j.id, j.status) for j in jobs] == [(job.id, "succeeded")]
+
+
+def test_a_run_that_died_before_asking_arm_is_abandoned_once_too_late(service, emulator, target, monkeypatch):
+    job = ghost(service, target)
     later = clock.utcnow() + dt.timedelta(hours=2)
     monkeypatch.setattr(clock, "utcnow", lambda: later)
+    assert service.sweep().ended == 1
     jobs = assert_nothing_lost(service, emulator, [target])[target]
-    assert [(j.id, j.status, j.error_code) for j in jobs] == [(ghost.id, "failed", "operation_abandoned")]
+    assert [(j.id, j.status, j.error_code) for j in jobs] == [(job.id, "failed", "operation_abandoned")]
+    assert not backup_operations(emulator, target)  # nothing was sent to ARM so late
 
 
 def test_a_lost_operation_that_never_writes_a_share_ends_within_the_grace(app_env, emulator, target, monkeypatch):
     # The soak's stall: the operation fails and ARM forgets it, so no share ever comes. The job is
     # watched by its share for LOST_OPERATION_GRACE_SECONDS, not the whole operation lifetime.
-    monkeypatch.setenv("LOST_OPERATION_GRACE_SECONDS", "10")
     service = BackupService.from_environment()
     emulator.faults.fail_next_operation("backup", code="InternalError", message="Node unavailable.")
     emulator.faults.fail_next("arm", 404, method="GET", path=r"/operationStatuses/", count=None, code="NotFound")
-    job = service.backup(target, "timer")
+    job = service.start_backup(target, "timer")
+    time.sleep(1)
+    job = service.poll(job.id)
+    assert job.state == "running" and job.watch == "share"
+    later = clock.utcnow() + dt.timedelta(seconds=service.settings.lost_operation_grace_seconds + 1)
+    monkeypatch.setattr(clock, "utcnow", lambda: later)
+    job = service.operations.advance(job.id)
     assert job.status == "failed" and job.error_code == "operation_abandoned", job.error_message
     assert "LOST_OPERATION_GRACE_SECONDS" in job.error_message
     emulator.faults.clear()
+    monkeypatch.undo()
     assert_nothing_lost(service, emulator, [target])
+
+
+def test_a_status_url_that_fails_forever_ends_the_backup_at_its_deadline(service, emulator, target, monkeypatch):
+    emulator.faults.fail_next("arm", 400, method="GET", path=r"/operationStatuses/", count=None, code="BadRequest")
+    job = service.start_backup(target, "timer")
+    time.sleep(1)
+    job = service.poll(job.id)
+    assert job.state == "running" and "azure_request_failed" in (job.last_error or "")
+    later = clock.utcnow() + dt.timedelta(minutes=service.settings.operation_timeout_minutes + 1)
+    monkeypatch.setattr(clock, "utcnow", lambda: later)
+    job = service.poll(job.id)
+    assert (job.state, job.error_code) == ("abandoned", "operation_timed_out")
+    emulator.faults.clear()
+    monkeypatch.undo()
+    assert service.run.leases.holder(target) is None  # the next backup is not blocked
+    assert_nothing_lost(service, emulator, [target])  # its share, written meanwhile, is adopted

@@ -1,4 +1,5 @@
-"""Scale-out mode on Azurite's real queue service: one message per target, poison messages explained."""
+"""Both queues on Azurite's real queue service: the scale-out mode's one message per target (poison
+messages explained), and the operations queue that follows every job with no invocation waiting."""
 
 from __future__ import annotations
 
@@ -34,10 +35,10 @@ def queue(env: dict, name: str) -> QueueClient:
     )
 
 
-def pump() -> QueuePump:
+def pump(*only: str) -> QueuePump:
     from function_app import app
 
-    return QueuePump(app, visibility_timeout=1)
+    return QueuePump(app, visibility_timeout=1, only=only or None)
 
 
 def test_the_timer_enqueues_one_message_per_target_and_each_is_backed_up(queue_env, emulator):
@@ -47,11 +48,29 @@ def test_the_timer_enqueues_one_message_per_target_and_each_is_backed_up(queue_e
     assert sorted(m["target"] for m in messages) == sorted(targets)
     assert len({m["run"] for m in messages}) == 1  # one scheduled run
     assert not any(backup_operations(emulator, t) for t in targets), "in queue mode the timer only enqueues"
-    stats = pump().drain()
-    assert (stats.succeeded, stats.poisoned) == (2, 0)
+    stats = pump().drain(timeout=60)
+    assert stats.poisoned == 0 and len(stats.durations["backup_target"]) == 2
+    assert len(stats.durations["advance_operation"]) >= 2  # the operations queue followed both backups
     service = BackupService.from_environment()
     for jobs in assert_nothing_lost(service, emulator, targets).values():
         assert [(j.trigger, j.status) for j in jobs] == [("queue", "succeeded")]
+
+
+def test_no_queue_invocation_waits_for_an_operation(queue_env, emulator):
+    """Backups that take 4 s each are followed by steps that each take a fraction of that."""
+    targets = queue_env["MCCF_TARGETS"].split(",")
+    emulator.arm.options.operation_seconds = 4
+    try:
+        timer_function()(TimerRequest())
+        stats = pump().drain(timeout=60)
+    finally:
+        emulator.arm.options.operation_seconds = 0.3
+    longest = max(max(values) for values in stats.durations.values())
+    assert longest < 2, f"an invocation took {longest:.1f} s of a 4 s operation"
+    assert len(stats.durations["advance_operation"]) >= 4  # several looks per backup, none of them waiting
+    service = BackupService.from_environment()
+    for jobs in assert_nothing_lost(service, emulator, targets).values():
+        assert [j.status for j in jobs] == ["succeeded"]
 
 
 def test_a_target_that_keeps_failing_lands_in_the_poison_queue_with_its_reason(queue_env, emulator):
@@ -60,8 +79,8 @@ def test_a_target_that_keeps_failing_lands_in_the_poison_queue_with_its_reason(q
         "arm", 403, code="AuthorizationFailed", method="POST", path=re.escape(bad) + "/backup$", count=None
     )
     timer_function()(TimerRequest())
-    stats = pump().drain()
-    assert (stats.succeeded, stats.failed_attempts, stats.poisoned) == (1, 3, 1)
+    stats = pump().drain(timeout=60)
+    assert (len(stats.durations["backup_target"]), stats.failed_attempts, stats.poisoned) == (4, 3, 1)
     (poisoned,) = queue(queue_env, queue_env["BACKUP_QUEUE_NAME"] + "-poison").receive_messages()
     assert json.loads(poisoned.content)["target"] == bad
     emulator.faults.clear()
@@ -77,8 +96,18 @@ def test_a_malformed_message_is_poisoned_and_recorded(queue_env, emulator):
     client = queue(queue_env, queue_env["BACKUP_QUEUE_NAME"])
     client.create_queue()
     client.send_message("not a target message")
-    stats = pump().drain()
+    stats = pump("backup_target").drain(timeout=30)
     assert (stats.succeeded, stats.poisoned) == (0, 1)
     failed = [j for j in BackupService.from_environment().list_jobs() if j.trigger == "queue"]
     assert [(j.status, j.error_code) for j in failed] == [("failed", "invalid_request")]
     assert "not JSON" in failed[0].error_message and "poison" in failed[0].error_message
+
+
+@pytest.mark.parametrize("body", ["not json", '{"job": 5, "step": 1}', '{"job": "x", "step": -1}', "[]"])
+def test_a_malformed_operations_message_is_poisoned_without_touching_any_job(queue_env, emulator, body):
+    client = queue(queue_env, queue_env["OPERATIONS_QUEUE_NAME"])
+    client.create_queue()
+    client.send_message(body)
+    stats = pump("advance_operation").drain(timeout=30)
+    assert (stats.succeeded, stats.poisoned) == (0, 1)
+    assert BackupService.from_environment().list_jobs() == []
