@@ -8,6 +8,7 @@ serves every invocation of the process.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Mapping
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from mccf_backup.settings import Settings
 
 
-_services: dict[tuple[str, int], "BackupService"] = {}
+_services: dict[tuple[frozenset, int], "BackupService"] = {}
 _lock = threading.Lock()
 MAX_CACHED_SERVICES = 4  # one per distinct configuration; a host has one, tests several
 
@@ -25,22 +26,25 @@ MAX_CACHED_SERVICES = 4  # one per distinct configuration; a host has one, tests
 def service_from_environment() -> "BackupService":
     """The engine for this process's settings, built once and reused by every invocation: its
     connection pools to ARM, Storage and the job table outlive one invocation, which matters when the
-    operations queue runs thousands of short steps. Settings are read every time, so a changed app
-    setting (or a new credential) gets a new engine."""
+    operations queue runs thousands of short steps. The environment (where app settings arrive) is
+    compared every time, so a changed app setting (or a new credential) gets a new engine."""
     from mccf_backup.identity import get_credential
     from mccf_backup.service import BackupService
     from mccf_backup.settings import Settings
 
-    settings = Settings.from_env()
-    credential = get_credential(settings.client_id)
-    key = (repr(settings), id(credential))
+    environment = frozenset(os.environ.items())  # app settings arrive as environment variables
+    client_id = os.environ.get("AZURE_CLIENT_ID") or None
+    key = (environment, id(get_credential(client_id)))
     with _lock:
         service = _services.get(key)
-        if service is None:
-            if len(_services) >= MAX_CACHED_SERVICES:
-                _services.clear()
-            service = _services[key] = BackupService(settings, credential)
+    if service is not None:
         return service
+    settings = Settings.from_env()
+    service = BackupService(settings, get_credential(settings.client_id))
+    with _lock:
+        if len(_services) >= MAX_CACHED_SERVICES:
+            _services.clear()
+        return _services.setdefault(key, service)
 
 
 def authorize(headers: Mapping[str, str], action: str, settings: "Settings") -> str:

@@ -221,12 +221,14 @@ class Operations:
         """A caller's look (HTTP poll, CLI): the job as it is, moved on first if its next step is due."""
         return self.advance(job_id, when_due=True)
 
-    @staticmethod
-    def stuck(job: Job, now: dt.datetime) -> bool:
-        """Past its deadline, or overdue long enough that its next message must have been lost."""
+    def stuck(self, job: Job, now: dt.datetime) -> bool:
+        """Past its deadline, or overdue long enough that its next message must have been lost (only a
+        kind with steps has messages: a queued verification waits for its timer)."""
         if job.deadline is not None and job.deadline <= now:
             return True
-        return job.state != STARTING and (job.next_check is None or job.next_check + SWEEP_GRACE <= now)
+        if job.state == STARTING or job.kind not in self._steps:
+            return False
+        return job.next_check is None or job.next_check + SWEEP_GRACE <= now
 
     # --- single flight ---
     def take_lease(self, target: str, job_id: str, kind: str) -> Lease | None:

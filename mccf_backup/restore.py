@@ -106,7 +106,7 @@ class Restores:
             related_job=job.id,
             reason=f"replace-restore: delete the live instance, then restore {job.share}",
         )
-        self.ops.record(delete, deadline=job.deadline)
+        self.ops.record(delete, deadline=self.run.deadlines.for_state(RUNNING, job.started, clock.utcnow()))
         try:
             started = self.run.arm.start_delete(target, delete.id)
         except MccfBackupError as err:
