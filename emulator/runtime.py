@@ -90,6 +90,11 @@ class _CasePreservingHandler(WSGIRequestHandler):
             except (ConnectionError, OSError):
                 self.close_connection = True
 
+    def log_error(self, format: str, *args) -> None:
+        if format.startswith("Request timed out"):
+            return  # a kept-alive connection the client left idle: closing it is routine, not an error
+        super().log_error(format, *args)
+
     def send_header(self, keyword: str, value: str) -> None:
         if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
             return  # werkzeug closes every connection; this handler drains bodies, so it need not

@@ -1,20 +1,29 @@
 """Soak: 200 scheduled rounds over 20 targets with 5% random faults; nothing lost, nothing made twice.
 
-Its own emulator, in its own process (as Azure is elsewhere, so 20 workers' lag stays far below an
-operation's duration), without ARM's subscription throttle (which would make 4,000 backups take
-minutes of waiting; bench/fanout measures it), answering with retry-after-ms so each round's polling
-takes milliseconds instead of seconds. Every fault of tests/app/test_faults.py that
-needs no clock change can strike, plus runs that die after starting a backup.
+Each round fires the timer function (it starts every target's backup and returns) while the queue
+functions run beside it, as on the host: the operations queue follows every backup to its end. The
+next round fires once this round's jobs have ended (or, for a job that cannot end yet, been joined).
+Every PRUNE_EVERY rounds retention prunes each target to its newest KEEP_LAST backups, as the prune
+timer would, while backups may still be running.
 
-Client-side waits are compressed: every sleep (a Retry-After, a Storage retry's backoff, a poll
-interval) lasts at most SLEEP_CAP; only idle time goes. Emulated backups take OPERATION_SECONDS, far
-longer than the engine needs, even on a loaded CI machine, to ask ARM again after a lost answer, so
-ARM answers 409 as it would for a real backup, which takes minutes (with half-second backups, CI
-load let a few end unseen first: the race README's "What remains" describes).
+Its own emulator, in its own process (as Azure is elsewhere), without ARM's subscription throttle
+(which would make 4,000 backups take minutes of waiting; bench/fanout measures it), answering with
+retry-after-ms so each look comes after the queue's shortest delay (1 s). Every fault of
+tests/app/test_faults.py that needs no clock change can strike, plus an instance that dies after
+starting a backup, before queueing its next step (its messages go to a queue nobody reads: the
+sweeper must take the job up).
+
+Time is compressed on the client side: every sleep (a Retry-After, a Storage retry's backoff) lasts
+at most SLEEP_CAP, the sweeper runs every round and presumes a message lost after SWEEP_GRACE instead
+of two minutes, and a backup ARM lost track of is watched by its share for LOST_GRACE_SECONDS.
+Emulated backups take OPERATION_SECONDS, far longer than the engine needs, even on a loaded CI
+machine, to ask ARM again after a lost answer, so ARM answers 409 as it would for a real backup,
+which takes minutes (README's "What remains").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import re
@@ -22,12 +31,16 @@ import time
 from collections import Counter
 
 import pytest
+from azure.functions.timer import TimerRequest
 
 from bench.emulator_process import EmulatorProcess
 from emulator import Emulator
+from mccf_backup import operations
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
 from scripts.envvars import scoped_environ
+from scripts.invocation import invoke
+from scripts.queuepump import QueuePump
 
 from tests.app.invariants import assert_nothing_lost, backup_operations
 
@@ -35,10 +48,15 @@ ROUNDS = int(os.environ.get("SOAK_ROUNDS", "200"))  # fewer only to profile it b
 TARGETS = 20
 FAULT_RATE = float(os.environ.get("SOAK_FAULT_RATE", "0.05"))
 SEED = 20261127
-OPERATION_SECONDS = 2.0
+OPERATION_SECONDS = 1.8
 POLL_MS = 150
 SLEEP_CAP = 0.5
-LOST_GRACE_SECONDS = 20  # 10 emulated backups' time: past it, a lost one can only be lost for good
+LOST_GRACE_SECONDS = 10  # past it, a backup ARM lost track of can only be lost for good
+SWEEP_GRACE = dt.timedelta(seconds=4)
+KEEP_LAST = 10
+PRUNE_EVERY = 10  # rounds; the account then holds a bounded number of shares, as a pruned one does
+ROUND_LIMIT_SECONDS = 30  # a round's jobs that have not ended by then are joined by the next round
+DRAIN_LIMIT_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +93,13 @@ def inject(emu: EmulatorProcess, kind: str, target: str) -> None:
         emu.control("POST", "/faults/operations", {"kind": "backup", "code": "Canceled", "status": "Canceled"})
     elif kind == "operation-forgotten":
         fault(emu, "arm", status=404, method="GET", path=r"/operationStatuses/", code="NotFound")
+    elif kind == "status-500":
+        fault(emu, "arm", status=500, method="GET", path=r"/operationStatuses/", code="InternalServerError")
     elif kind == "storage-503-tag":
         fault(emu, "file", status=503, method="PUT", path=rf"^/mccfbackupemu/{app}-\d{{14}}$")
     elif kind == "storage-503-list":
         fault(emu, "file", status=503, method="GET", path=r"^/mccfbackupemu/?$")
-    elif kind != "run-dies":  # run-dies is the caller's: a backup started and never followed
+    elif kind != "run-dies":  # run-dies is the caller's: see dying_start
         raise AssertionError(kind)
 
 
@@ -92,16 +112,42 @@ KINDS = [
     "operation-failed",
     "operation-canceled",
     "operation-forgotten",
+    "status-500",
     "storage-503-tag",
     "storage-503-list",
     "run-dies",
 ]
 
 
+def dying_start(target: str, outcomes: Counter) -> None:
+    """An instance starts this target's backup, then dies before its next step is queued: its
+    messages go to a queue no function reads, so only the sweeper can move the job on."""
+    with scoped_environ({"OPERATIONS_QUEUE_NAME": "soak-nobody-reads-this"}):
+        try:
+            BackupService.from_environment().start_backup(target, "timer")
+        except Exception:  # noqa: BLE001 - a start that itself failed is recorded
+            outcomes["died-start-failed"] += 1
+
+
+def settle(service: BackupService, sweep, limit: float) -> int:
+    """Wait (sweeping as the timer would) until no job runs, or ``limit`` seconds; returns how many still do."""
+    deadline = time.monotonic() + limit
+    swept = time.monotonic()
+    while True:
+        running = service.jobs.running()
+        if not running or time.monotonic() > deadline:
+            return len(running)
+        if time.monotonic() - swept >= 1:
+            sweep(TimerRequest())
+            swept = time.monotonic()
+        time.sleep(0.1)
+
+
 def test_soak_200_rounds_over_20_targets_with_5_percent_faults(soak_emulator, azurite, capsys, monkeypatch):
     emu, targets = soak_emulator
     real_sleep = time.sleep
     monkeypatch.setattr(time, "sleep", lambda seconds: real_sleep(min(seconds, SLEEP_CAP)))
+    monkeypatch.setattr(operations, "SWEEP_GRACE", SWEEP_GRACE)
     rng = random.Random(SEED)
     env = {
         **emu.env,
@@ -109,46 +155,73 @@ def test_soak_200_rounds_over_20_targets_with_5_percent_faults(soak_emulator, az
         "BACKUP_SCHEDULE": "0 0 2 * * *",
         "AzureWebJobsStorage": azurite.connection_string,
         "JOBS_TABLE_NAME": "soakjobs",
+        "BACKUP_QUEUE_NAME": "soak-targets",
+        "OPERATIONS_QUEUE_NAME": "soak-operations",
         "BACKUP_CONCURRENCY": str(TARGETS),
-        # A backup ARM lost track of is watched by its share this long, not the operation's lifetime
         "LOST_OPERATION_GRACE_SECONDS": str(LOST_GRACE_SECONDS),
+        # retention prunes while backups run: keep each target's newest KEEP_LAST, whatever their age
+        "RETENTION_KEEP_LAST": str(KEEP_LAST),
+        "RETENTION_DAILY": "0",
+        "RETENTION_WEEKLY": "0",
+        "RETENTION_MONTHLY": "0",
+        "RETENTION_MIN_AGE_HOURS": "0",
+        "RETENTION_MAX_DELETE_FRACTION": "1",
     }
     injected: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     started = time.monotonic()
     with scoped_environ(env):
         reset_credentials()
+        from function_app import app
+        from scripts.devserver import functions_of
+
+        functions = {f.get_function_name(): f for f in functions_of(app)}
+
+        def timer(request):
+            return invoke(functions["scheduled_backup"], timer=request)
+
+        def sweep(request):
+            return invoke(functions["sweep_operations"], timer=request)
+
+        service = BackupService.from_environment()
         try:
-            for _ in range(ROUNDS):
-                for target in targets:
-                    if rng.random() < FAULT_RATE:
-                        kind = rng.choice(KINDS)
-                        injected[kind] += 1
-                        if kind == "run-dies":
-                            try:  # an instance starts this target's backup, then dies
-                                BackupService.from_environment().start_backup(target, "timer")
-                            except Exception:  # noqa: BLE001 - a start that itself failed is recorded
-                                outcomes["died-start-failed"] += 1
-                        else:
-                            inject(emu, kind, target)
-                summary = BackupService.from_environment().run_scheduled("timer")
-                for result in summary.results:
-                    outcomes["succeeded" if result.ok else f"failed:{result.error_code}"] += 1
-                emu.control("DELETE", "/faults")
-            service = BackupService.from_environment()
+            with QueuePump(app, visibility_timeout=5, concurrency=TARGETS + 12, idle_seconds=0.05) as pump:
+                for number in range(ROUNDS):
+                    for target in targets:
+                        if rng.random() < FAULT_RATE:
+                            kind = rng.choice(KINDS)
+                            injected[kind] += 1
+                            if kind == "run-dies":
+                                dying_start(target, outcomes)
+                            else:
+                                inject(emu, kind, target)
+                    try:
+                        timer(TimerRequest())
+                    except Exception as exc:  # noqa: BLE001 - a refused start fails the invocation, as in Azure
+                        outcomes["timer-failed"] += 1
+                        assert type(exc).__name__ == "ScheduledBackupFailed", exc
+                    outcomes["still-running-after-round"] += settle(service, sweep, ROUND_LIMIT_SECONDS)
+                    emu.control("DELETE", "/faults")
+                    if number % PRUNE_EVERY == PRUNE_EVERY - 1:
+                        pruned = BackupService.from_environment().prune(apply=True, trigger="timer")
+                        outcomes["pruned"] += sum(job.status == "succeeded" for p in pruned for job in p.jobs)
+                assert settle(service, sweep, DRAIN_LIMIT_SECONDS) == 0, "jobs still running after the drain"
+                steps = pump.stats.durations.get("advance_operation", [])
             jobs = assert_nothing_lost(service, emu, targets)
         finally:
             reset_credentials()
     seconds = time.monotonic() - started
-    shares = sum(len([j for j in js if j.status == "succeeded"]) for js in jobs.values())
-    adopted = sum(1 for js in jobs.values() for j in js if j.trigger == "reconcile")
-    operations = sum(len(backup_operations(emu, t)) for t in targets)
+    backups = [j for js in jobs.values() for j in js]
+    outcomes.update(f"job:{j.state}:{j.error_code or ''}".rstrip(":") for j in backups)
+    shares = sum(1 for j in backups if j.status == "succeeded")  # made, whether pruned since or not
+    adopted = sum(1 for j in backups if j.trigger == "reconcile")
+    operations_run = sum(len(backup_operations(emu, t)) for t in targets)
     with capsys.disabled():
         print(
             f"\nsoak: {ROUNDS} rounds x {TARGETS} targets in {seconds:.0f} s; faults injected "
-            f"{sum(injected.values())} {dict(sorted(injected.items()))}; target outcomes {dict(sorted(outcomes.items()))}; "
-            f"ARM ran {operations} backups; {shares} backup shares, each tagged and claimed by one succeeded job "
-            f"({adopted} adopted by reconciliation); no job running"
+            f"{sum(injected.values())} {dict(sorted(injected.items()))}; outcomes {dict(sorted(outcomes.items()))}; "
+            f"ARM ran {operations_run} backups; {shares} backup shares, each tagged and claimed by one succeeded job "
+            f"({adopted} adopted); {len(steps)} queue steps, the longest {max(steps, default=0):.2f} s; no job running"
         )
     assert sum(injected.values()) > 0.8 * FAULT_RATE * ROUNDS * TARGETS  # the faults really happened
-    assert outcomes["succeeded"] > 0.9 * ROUNDS * TARGETS  # faults cost some rounds, never most
+    assert shares > 0.9 * ROUNDS * TARGETS  # faults cost some rounds, never most
