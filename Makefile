@@ -41,17 +41,24 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 # The soak (tests/soak, minutes of mostly waiting) runs beside the rest of the suite; both must pass.
+# The suite runs on TEST_WORKERS workers, each with its own emulator and Azurite (it mostly waits too);
+# then oav checks the ARM traffic every worker recorded into .state/arm-traffic.
+TEST_WORKERS ?= 4
 test: $(STAMP) $(OAV) $(AZURITE) $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	mkdir -p .state
+	mkdir -p .state && rm -rf .state/arm-traffic
 	$(PY) -m pytest -q -s -p no:cacheprovider tests/soak > .state/soak.log 2>&1 & soak=$$!; \
-	$(PY) -m pytest -q --ignore=tests/soak; suite=$$?; \
+	ARM_TRAFFIC_DIR=$(CURDIR)/.state/arm-traffic $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) \
+		--ignore=tests/soak --ignore=tests/emulator/test_zz_spec_traffic.py; suite=$$?; \
+	ARM_TRAFFIC_DIR=$(CURDIR)/.state/arm-traffic $(PY) -m pytest -q -p no:cacheprovider \
+		tests/emulator/test_zz_spec_traffic.py; traffic=$$?; \
 	wait $$soak; soaked=$$?; echo "--- tests/soak"; cat .state/soak.log; \
-	test $$suite -eq 0 && test $$soaked -eq 0
+	test $$suite -eq 0 && test $$traffic -eq 0 && test $$soaked -eq 0
 
 bench: $(STAMP) $(AZURITE)
 	-$(PY) -m bench.fanout
+	-$(PY) -m bench.invocations
 	-$(PY) -m bench.coldstart
 	-$(PY) -m bench.catalog
 	$(PY) -m bench.verify

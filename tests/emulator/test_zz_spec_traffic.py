@@ -1,6 +1,8 @@
 """Every ARM exchange of this test session, replayed through Microsoft's validator ``oav``.
 
-Named ``zz`` so pytest runs it after the other emulator tests and sees their traffic. It also drives
+Named ``zz`` so pytest runs it after the other emulator tests and sees their traffic; ``make test``
+runs the rest of the suite on several workers first, each recording into ARM_TRAFFIC_DIR, and then
+this file alone, which reads every worker's recordings. It also drives
 one full scenario per api-version itself, so it proves something when run alone. ``oav`` cannot
 check the async headers or whether enum values are in range (enums are modelAsString), so those are
 checked here in Python against the same swagger.
@@ -89,8 +91,8 @@ def drive_scenario(emulator, api: str) -> None:
     wait(call("DELETE", f"/managedCCFs/{app}"))
 
 
-def recorded(record_dir: Path) -> list[tuple[Path, dict]]:
-    return [(path, json.loads(path.read_text())) for path in sorted(record_dir.glob("*.json"))]
+def recorded(paths: list[Path]) -> list[tuple[Path, dict]]:
+    return [(path, json.loads(path.read_text())) for path in paths]
 
 
 def api_version(entry: dict) -> str:
@@ -124,10 +126,10 @@ def run_oav(traffic: Path, spec: Path, out: Path) -> tuple[dict, str]:
 
 
 @pytest.mark.skipif(not OAV.exists(), reason="oav is installed by `make test` (tools/oav)")
-def test_recorded_arm_traffic_conforms_to_the_official_swagger(emulator, record_dir, tmp_path):
+def test_recorded_arm_traffic_conforms_to_the_official_swagger(emulator, recorded_traffic, tmp_path):
     for api in SPEC_FILES:
         drive_scenario(emulator, api)
-    entries = recorded(record_dir)
+    entries = recorded(recorded_traffic())
     # Requests the tests sent malformed on purpose (answered 400) may break the request schema; their
     # responses must still conform. They are validated apart, so that request errors elsewhere still fail.
     groups: dict[tuple[str, bool], list[Path]] = {}
@@ -143,8 +145,8 @@ def test_recorded_arm_traffic_conforms_to_the_official_swagger(emulator, record_
     for (version, refused), paths in sorted(groups.items()):
         folder = tmp_path / f"{version}-{'refused' if refused else 'accepted'}"
         (folder / "traffic").mkdir(parents=True)
-        for path in paths:
-            shutil.copy(path, folder / "traffic" / path.name)
+        for path in paths:  # each emulator numbers its recordings: keep the folder in the name
+            shutil.copy(path, folder / "traffic" / f"{path.parent.name}-{path.name}")
         report, _ = run_oav(folder / "traffic", SPEC_FILES[version], folder)
         errors = [e for e in report["errors"] if not (refused and e["issueSource"] == "request")]
         assert errors == [], json.dumps(errors, indent=1)[:5000]
@@ -167,10 +169,10 @@ def spec_enum(version: str, name: str) -> set[str]:
     return set(json.loads(SPEC_FILES[version].read_text())["definitions"][name]["enum"])
 
 
-def test_async_headers_and_enum_values_follow_the_spec(emulator, record_dir):
+def test_async_headers_and_enum_values_follow_the_spec(emulator, recorded_traffic):
     drive_scenario(emulator, "2024-09-19-preview")
     accepted = 0
-    for path, entry in recorded(record_dir):
+    for path, entry in recorded(recorded_traffic()):
         version, response = api_version(entry), entry["liveResponse"]
         body = response["body"]
         if isinstance(body, dict) and isinstance(body.get("properties"), dict):
