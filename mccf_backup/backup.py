@@ -65,12 +65,17 @@ class Backups:
                 )
             return self.ops.holder_job(holder), False
         try:
-            self.adopt(target, unclaimed)
             job = self.ops.record(Job(job_id, "backup", target.resource_id, trigger, caller=caller))
         except BaseException:
             self.run.leases.release(target.resource_id, job_id)
             raise
         log.info("backup %s of %s accepted (trigger %s)", job.id, target.resource_id, trigger)
+        try:  # recorded first, so concurrent requests find the job they join at once; still before the POST
+            self.adopt(target, unclaimed)
+        except MccfBackupError as err:
+            log.warning(
+                "could not adopt the unclaimed shares of %s (%s); the next backup tries again", target.name, err.code
+            )
         job = self.ops.advance(job, job.step)
         if job.state == FAILED and job.error_code:
             error = errors.from_code(job.error_code, job.error_message or "", target=job.target)
@@ -89,6 +94,15 @@ class Backups:
                 started = self.run.arm.start_backup(target, sas_url, self.run.settings.restore_region, job.id)
             except OperationOutcomeUnknown as err:
                 return self._after_ambiguous(job, target, sas_url, err, region)
+            except OperationInProgress as busy:
+                # ARM runs a backup we do not hold (one whose job ended before it did, or a manual one):
+                # its share is the backup this job asked for
+                log.info(
+                    "backup %s: ARM is already backing up %s; following that backup by its share", job.id, target.name
+                )
+                return self._watch_share(
+                    job, getattr(busy, "retry_after", None) or SHARE_LOOK_SECONDS, restore_region=region
+                )
         except MccfBackupError as err:
             return self.ops.fail(job, err)
         return self._started(job, started, region)
@@ -112,7 +126,10 @@ class Backups:
         twice. A share already there means it ran. ARM answering 409 means a backup of the instance
         runs, the one the lost answer was about (nothing else of ours runs: we hold the lease)."""
         log.warning("backup %s of %s: %s Looking before asking again.", job.id, target.resource_id, err.message)
-        found = self.run.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id)
+        try:
+            found = self.run.catalog().find_new(target, job.started - SHARE_CLOCK_SKEW, job.id)
+        except MccfBackupError:
+            found = None  # cannot look: asking again still tells (409 while the first one runs)
         if found is not None:
             return self.ops.transition(job, FINISHING, delay=0, restore_region=region, share=found.share)
         try:
@@ -285,10 +302,15 @@ class Backups:
         for backup in backups:
             if backup.metadata.get(cat.META_JOB) or not backup.restorable(now):
                 continue
-            adopted.append(self._adopt_one(target, backup))
+            job = self._adopt_one(target, backup)
+            if job is not None:
+                adopted.append(job)
         return adopted
 
-    def _adopt_one(self, target: Target, backup: Backup) -> Job:
+    def _adopt_one(self, target: Target, backup: Backup) -> Job | None:
+        backup = self.run.catalog().get(target, backup.share)  # as it is now: a listing may be minutes old
+        if backup.metadata.get(cat.META_JOB):
+            return None  # its job tagged it since the listing
         job = Job(new_job_id(backup.created), "backup", target.resource_id, "reconcile", started=backup.created)
         job.state, job.share, job.ended = SUCCEEDED, backup.share, clock.utcnow()
         self.run.catalog().tag(

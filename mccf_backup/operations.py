@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import clock, events, lifecycle, work_queue
-from .errors import MccfBackupError, OperationAbandoned, OperationInProgress
+from .errors import MccfBackupError, OperationAbandoned, OperationInProgress, TargetNotAllowed
 from .jobs import Job, StaleJob
 from .leases import Lease
 from .lifecycle import ACCEPTED, FINISHING, RUNNING, STARTING
@@ -122,7 +122,10 @@ class Operations:
         log.info("%s %s of %s ended %s", job.kind, job.id, job.target, job.state)
         steps = self._steps.get(job.kind)
         if steps is not None:
-            steps.ended(job)
+            try:
+                steps.ended(job)
+            except (MccfBackupError, StaleJob) as err:  # what it tidies, the sweeper ends at its deadline
+                log.warning("%s %s ended; tidying after it failed: %s", job.kind, job.id, err)
         if job.kind in LEASED_KINDS:
             try:
                 self.run.leases.release(job.target, job.id)
@@ -187,6 +190,16 @@ class Operations:
                     job, OperationAbandoned(f"The {job.kind} did not end by its deadline."), lifecycle.ABANDONED
                 )
             return job
+        if self.run.targets.find(job.target) is None:  # MCCF_TARGETS changed: the allowlist gates every call
+            return self.fail(
+                job,
+                TargetNotAllowed(
+                    "The target was removed from MCCF_TARGETS while this operation ran; it is no longer followed. "
+                    "Check the instance in Azure.",
+                    target=job.target,
+                ),
+                lifecycle.ABANDONED,
+            )
         if expired:
             return steps.expire(job)
         if job.state == ACCEPTED:

@@ -9,12 +9,16 @@ delete ended (the transition that sends it is the one that wins).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+
+from azure.core.exceptions import ResourceExistsError
 
 from . import clock, errors
 from .arm import LOST, OperationStatus
 from .backup import started_of
-from .errors import MccfBackupError, OperationAbandoned, OperationInProgress, OperationTimedOut, RestoreFailed
+from .errors import MccfBackupError, OperationAbandoned, OperationInProgress, OperationOutcomeUnknown
+from .errors import OperationTimedOut, RestoreFailed
 from .jobs import Job, StaleJob, new_job_id
 from .leases import Lease
 from .lifecycle import ABANDONED, FAILED, FINISHING, RUNNING, STARTING, SUCCEEDED
@@ -89,12 +93,16 @@ class Restores:
     # --- the steps (operations.Steps) ---
     def send(self, job: Job) -> Job:
         target = self.run.targets.resolve(job.target)
+        if job.phase == DELETING:
+            self._record_delete(job, target)  # before the claim: if this fails, nothing was sent and it is retried
         job = self.ops.transition(job, STARTING)  # the claim: only this step sends the request
         if job.phase == DELETING:
             return self._send_delete(job, target)
         return self._send_restore(job, target)
 
-    def _send_delete(self, job: Job, target: Target) -> Job:
+    def _record_delete(self, job: Job, target: Target) -> None:
+        if self.run.jobs.find(job.related_job) is not None:
+            return
         delete = Job(
             job.related_job,
             "delete_instance",
@@ -106,23 +114,60 @@ class Restores:
             related_job=job.id,
             reason=f"replace-restore: delete the live instance, then restore {job.share}",
         )
-        self.ops.record(delete, deadline=self.run.deadlines.for_state(RUNNING, job.started, clock.utcnow()))
         try:
-            started = self.run.arm.start_delete(target, delete.id)
+            self.ops.record(delete, deadline=self.run.deadlines.for_state(RUNNING, job.started, clock.utcnow()))
+        except ResourceExistsError:
+            pass  # another step recorded it a moment ago
+
+    def _send_delete(self, job: Job, target: Target) -> Job:
+        try:
+            started = self.run.arm.start_delete(target, job.related_job)
         except MccfBackupError as err:
-            return self.ops.fail(job, err)
-        log.info("replace-restore %s: deleting %s first (job %s)", job.id, target.resource_id, delete.id)
+            return self._after_unanswered(job, target, err)
+        log.info("replace-restore %s: deleting %s first (job %s)", job.id, target.resource_id, job.related_job)
         return self._running(job, started)
 
-    def _send_restore(self, job: Job, target: Target) -> Job:
+    def _send_restore(self, job: Job, target: Target, deadline: dt.datetime | None = None) -> Job:
         try:
             sas_url = self.run.storage().sas_url(RESTORE, self.run.deadlines.running)
             started = self.run.arm.start_restore(target, sas_url, job.share, job.restore_region, job.id)
+        except OperationOutcomeUnknown as err:
+            return self._after_unanswered(job, target, err, deadline)
         except MccfBackupError as err:
             return self.ops.fail(job, err)
-        return self._running(job, started)
+        return self._running(job, started, deadline)
 
-    def _running(self, job: Job, started) -> Job:
+    def _after_unanswered(self, job: Job, target: Target, err: MccfBackupError, deadline=None) -> Job:
+        """ARM may have acted on a request whose answer was lost: the instance tells. A delete acted on
+        leaves it Deleting or gone; a restore acted on recreates it. A restore that left no instance is
+        asked once more: ARM refuses (409) a second restore into an instance that exists."""
+        try:
+            instance = self.run.arm.get(target)
+        except MccfBackupError:
+            return self.ops.fail(job, err)
+        state = _provisioning(instance)
+        if job.phase == DELETING:
+            acted = instance is None or state == "Deleting"
+        else:
+            acted = instance is not None
+            if not acted and isinstance(err, OperationOutcomeUnknown):
+                try:
+                    sas_url = self.run.storage().sas_url(RESTORE, self.run.deadlines.running)
+                    started = self.run.arm.start_restore(target, sas_url, job.share, job.restore_region, job.id)
+                except OperationInProgress:
+                    acted = True
+                except MccfBackupError as again:
+                    return self.ops.fail(job, again)
+                else:
+                    return self._running(job, started, deadline)
+        if not acted:
+            return self.ops.fail(job, err)
+        log.warning("%s %s: %s ARM acted on it; following the instance", job.kind, job.id, err.code)
+        changes = {"deadline": deadline} if deadline else {}
+        return self.ops.transition(job, RUNNING, watch="instance", watch_since=clock.utcnow(), **changes)
+
+    def _running(self, job: Job, started, deadline: dt.datetime | None = None) -> Job:
+        changes = {"deadline": deadline} if deadline else {}
         return self.ops.transition(
             job,
             RUNNING,
@@ -132,6 +177,7 @@ class Restores:
             retry_after=started.retry_after,
             arm_status="Succeeded" if started.completed else "InProgress",
             watch="status",
+            **changes,
         )
 
     def poll(self, job: Job) -> Job:
@@ -171,19 +217,30 @@ class Restores:
         return self.ops.transition(job, RUNNING, delay=INSTANCE_LOOK_SECONDS, arm_status=f"instance {state}")
 
     def _after_delete(self, job: Job, target: Target, status: OperationStatus) -> Job:
-        """The live instance's delete ended: record it, then send the restore (this step's claim wins once)."""
-        delete = self.run.jobs.find(job.related_job)
+        """The live instance's delete ended: record it, then send the restore (this step's claim wins
+        once). The restore is a new operation: it gets the whole operation lifetime again."""
         if status.status != "Succeeded":
             error = _failed("delete", status)
-            if delete is not None and not delete.done:
-                self.ops.fail(delete, error)
+            self._end_delete(job, error, FAILED)
             return self.ops.fail(
                 job, RestoreFailed(f"Deleting the live instance before the restore failed: {error.message}")
             )
-        if delete is not None and not delete.done:
-            self.ops.transition(delete, SUCCEEDED)
+        self._end_delete(job, None)
         job = self.ops.transition(job, STARTING, phase=RESTORING, status_url=None, location_url=None, watch=None)
-        return self._send_restore(job, target)
+        return self._send_restore(job, target, clock.utcnow() + self.run.deadlines.running)
+
+    def _end_delete(self, job: Job, error: MccfBackupError | None, state: str = ABANDONED) -> None:
+        """End the replace-restore's delete record (if another step has not): succeeded, or with ``error``."""
+        delete = self.run.jobs.find(job.related_job) if job.related_job else None
+        if delete is None or delete.done:
+            return
+        try:
+            if error is None:
+                self.ops.transition(delete, SUCCEEDED)
+            else:
+                self.ops.fail(delete, error, state)
+        except StaleJob:
+            pass  # another step ended it meanwhile
 
     def finish(self, job: Job) -> Job:
         """ARM's operation ended: the restore is done when the instance is Succeeded."""
@@ -205,8 +262,8 @@ class Restores:
         if job.state == STARTING:  # its sender died while asking ARM: the instance tells what happened
             return self.ops.transition(job, RUNNING, watch="instance", watch_since=clock.utcnow())
         if job.state == RUNNING:
-            looked = self.poll(job)  # one last look: it may have ended
-            if looked.done or looked.state != RUNNING:
+            looked = self.poll(job)  # one last look: it may have ended, or its delete, so the restore was sent
+            if looked.done or looked.state != RUNNING or looked.phase != job.phase:
                 return looked
             return self.ops.fail(
                 looked,
@@ -218,9 +275,14 @@ class Restores:
                 ABANDONED,
             )
         if job.state == FINISHING:
+            looked = self.finish(job)  # one last look at the instance
+            if looked.done:
+                return looked
             return self.ops.fail(
-                job,
-                RestoreFailed(f"'{target.name}' did not reach provisioningState Succeeded in time ({job.arm_status})."),
+                looked,
+                RestoreFailed(
+                    f"'{target.name}' did not reach provisioningState Succeeded in time ({looked.arm_status})."
+                ),
             )
         return self.ops.fail(
             job, OperationAbandoned("The restore was recorded but never sent to ARM in time."), ABANDONED
@@ -228,14 +290,8 @@ class Restores:
 
     def ended(self, job: Job) -> None:
         """A restore that ended leaves no running delete record behind it."""
-        if not job.related_job or job.kind != "restore":
-            return
-        delete = self.run.jobs.find(job.related_job)
-        if delete is not None and not delete.done:
-            try:
-                self.ops.fail(delete, OperationAbandoned(f"The replace-restore {job.id} ended {job.state}."), ABANDONED)
-            except StaleJob:
-                pass  # another step ended it meanwhile
+        if job.related_job and job.kind == "restore":
+            self._end_delete(job, OperationAbandoned(f"The replace-restore {job.id} ended {job.state}."))
 
 
 def _failed(what: str, status: OperationStatus) -> RestoreFailed:

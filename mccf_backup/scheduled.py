@@ -16,7 +16,7 @@ from . import catalog as cat
 from . import work_queue
 from .backup import Backups
 from .errors import AzureRequestFailed, MccfBackupError
-from .jobs import Job, new_job_id
+from .jobs import Job, StaleJob, new_job_id
 from .lifecycle import FAILED
 from .operations import Operations
 from .redaction import redact
@@ -144,18 +144,22 @@ class Scheduler:
             job, _ = self.backups.start(target, message.trigger)
         except MccfBackupError as err:
             if last:
-                self._note_poison(err, body, poison)
+                self._note_poison(err, poison)
             raise
         return job
 
-    def _note_poison(self, err: MccfBackupError, body: str, poison: str) -> None:
-        """The last attempt's failed job says the message went to the poison queue."""
+    def _note_poison(self, err: MccfBackupError, poison: str) -> None:
+        """The last attempt's failed job says the message went to the poison queue. A message that names
+        no configured target records no job (nor event): its text is the sender's, not a target's."""
         failed: Job | None = getattr(err, "job", None)
+        target = self.run.targets.find(err.target or "")
         try:
             if failed is not None:
                 failed.error_message = f"{failed.error_message} ({poison})"
                 self.run.jobs.replace(failed)
+            elif target is not None:
+                self._record_failure(target.resource_id, "queue", err.code, f"{err.message} ({poison})")
             else:
-                self._record_failure(err.target or body[:200], "queue", err.code, f"{err.message} ({poison})")
-        except MccfBackupError:  # the message goes to poison whatever happens here
-            log.warning("could not note the poisoned message of %s", err.target)
+                log.warning("a targets-queue message was refused (%s) and goes to the poison queue", err.code)
+        except (MccfBackupError, StaleJob):  # the message goes to poison whatever happens here
+            log.warning("could not note the poisoned message (%s)", err.code)

@@ -82,6 +82,11 @@ class TargetSet:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def find(self, resource_id: str) -> Target | None:
+        """The configured target with this resource ID (any case), or None."""
+        wanted = (resource_id or "").lower()
+        return next((t for t in self.targets if t.resource_id.lower() == wanted), None)
+
     def resolve(self, reference: str) -> Target:
         text = (reference or "").strip()
         if text.startswith("/"):

@@ -17,7 +17,7 @@ from . import clock, events
 from .backup import SHARE_CLOCK_SKEW
 from .catalog import Backup, Catalog
 from .errors import MccfBackupError, NoRestorableBackup, VerificationFailed
-from .jobs import Job, new_job_id
+from .jobs import Job, StaleJob, new_job_id
 from .lifecycle import ACCEPTED, FAILED, SUCCEEDED
 from .operations import Operations
 from .retention import Candidate, RetentionPlan, plan_retention
@@ -207,7 +207,10 @@ class Upkeep:
         """End a queued verification job, or record a new one already ended."""
         changes = {"error_code": code, "error_message": message, "reason": reason, "phase": None}
         if queued is not None and not queued.done:
-            return self.ops.transition(queued, state, **changes)
+            try:
+                return self.ops.transition(queued, state, **changes)
+            except StaleJob:  # the sweeper ended it meanwhile (past its deadline): the verdict gets a job of its own
+                pass
         job = Job(new_job_id(), "verify", target.resource_id, trigger, state=state, share=share)
         for name, value in changes.items():
             setattr(job, name, value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
@@ -29,17 +30,21 @@ from .settings import JobStoreLocation
 MESSAGE_VERSION = 1
 MAX_MESSAGE_BYTES = 4096
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1  # the queue service's limit on a message's visibility delay
+JOB_ID = re.compile(r"\d{13}[0-9a-f]{8}")
+MAX_STEP = 10**6
+TRIGGERS = ("queue", "timer")  # what a targets-queue message may say started it
 
 
 def _parse(body: str) -> dict:
+    """A message's JSON object. Errors describe the message, never quote it: its text is untrusted."""
     if len(body) > MAX_MESSAGE_BYTES:
         raise InvalidRequest(f"The queue message is {len(body)} bytes; a message of this app is far smaller.")
     try:
         data = json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequest(f"The queue message is not JSON: {body[:80]!r}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest("The queue message is not JSON.") from exc
     if not isinstance(data, dict):
-        raise InvalidRequest(f"The queue message is not a JSON object: {body[:80]!r}")
+        raise InvalidRequest("The queue message is not a JSON object.")
     return data
 
 
@@ -57,8 +62,9 @@ class TargetMessage:
         """A message as enqueued by ``enqueue``; anything else is refused with what was wrong."""
         data = _parse(body)
         if not isinstance(data.get("target"), str) or not data["target"]:
-            raise InvalidRequest(f"The queue message names no target: {body[:120]!r}")
-        return cls(data["target"], str(data.get("run") or ""), str(data.get("trigger") or "queue")[:20])
+            raise InvalidRequest("The queue message names no target.")
+        trigger = data.get("trigger") if data.get("trigger") in TRIGGERS else "queue"  # never what a message says
+        return cls(data["target"], str(data.get("run") or "")[:64], trigger)
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,10 @@ class StepMessage:
     def parse(cls, body: str) -> "StepMessage":
         data = _parse(body)
         job, step = data.get("job"), data.get("step")
-        if not isinstance(job, str) or not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise InvalidRequest(f"The queue message names no job step: {body[:120]!r}")
+        if not isinstance(job, str) or not JOB_ID.fullmatch(job):
+            raise InvalidRequest("The queue message names no job id (21 digits and hex digits).")
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+            raise InvalidRequest(f"The queue message's step must be a whole number from 0 to {MAX_STEP}.")
         return cls(job, step)
 
 

@@ -95,5 +95,6 @@ def test_a_malformed_step_message_is_refused_with_a_clear_error(body):
 
 
 def test_messages_round_trip():
-    assert StepMessage.parse(StepMessage("abc", 3).to_json()) == StepMessage("abc", 3)
+    job = "8203944607156" + "22c12d16"
+    assert StepMessage.parse(StepMessage(job, 3).to_json()) == StepMessage(job, 3)
     assert TargetMessage.parse(TargetMessage("/t", "run").to_json()) == TargetMessage("/t", "run")
