@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="answer 202s and 409s with retry-after-ms instead of Retry-After seconds (fast soak runs)",
     )
+    serve.add_argument(
+        "--retry-after-seconds",
+        type=int,
+        default=1,
+        help="Retry-After on 202s (default 1; ARM's own is often 10 or more)",
+    )
     serve.add_argument("--no-throttle", action="store_true", help="lift ARM's subscription request limits (soak runs)")
     serve.add_argument("--record-arm", metavar="DIR", help="record ARM exchanges as oav traffic files in DIR")
     serve.add_argument("--verbose", action="store_true", help="log every request")
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             throttle=ThrottleConfig(UNLIMITED, UNLIMITED) if args.no_throttle else None,
         ).start()
         emulator.arm.options.retry_after_ms = args.retry_after_ms
+        emulator.arm.options.retry_after_seconds = args.retry_after_seconds
     except OSError as exc:
         print(f"emulator: cannot start: {exc}", file=sys.stderr)
         return 1
