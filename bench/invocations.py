@@ -50,6 +50,7 @@ GOAL_WALL_RATIO = 1.1
 PUMP_CONCURRENCY = 8  # queue messages run at once by the pump (one process: more would only contend for 2 cores)
 BEFORE_WORKERS = 32  # the design before held a message per backup: it needs as many at once to keep up
 HOST_POLL_SECONDS = 2.0
+WAIT_LIMIT_SECONDS = 900  # a run that has not ended by then is broken: say so rather than wait forever
 
 
 @dataclass
@@ -98,10 +99,15 @@ def measure_now(env: dict[str, str], mode: str, count: int, concurrency: int) ->
             fired = time.perf_counter()
             invoke(timer, timer=TimerRequest())
             timer_seconds = time.perf_counter() - fired
+            give_up = fired + WAIT_LIMIT_SECONDS
             while True:
                 jobs = [j for j in service.jobs.list(kind="backup", limit=10 * count)]
                 if len(jobs) >= count and all(j.done for j in jobs):
                     break
+                if time.perf_counter() > give_up:
+                    raise RuntimeError(
+                        f"{sum(not j.done for j in jobs)} jobs still running after {WAIT_LIMIT_SECONDS} s"
+                    )
                 time.sleep(0.5)
             wall = time.perf_counter() - fired
         durations = [d for values in pump.stats.durations.values() for d in values] + [timer_seconds]
@@ -151,7 +157,7 @@ def measure_before(env: dict[str, str], mode: str, count: int, worktree: Path) -
     result = subprocess.run(
         [sys.executable, "-c", BEFORE_DRIVER, mode, str(BEFORE_WORKERS)],
         cwd=worktree,
-        env={**env, "BACKUP_CONCURRENCY": "64", "PYTHONPATH": str(worktree)},
+        env={**env, "PYTHONPATH": str(worktree)},  # the same BACKUP_CONCURRENCY as the run it is compared with
         capture_output=True,
         text=True,
         check=True,

@@ -219,7 +219,13 @@ class Operations:
         try:
             work_queue.send(self.run.operations_queue(), work_queue.StepMessage(job.id, job.step), delay)
         except MccfBackupError as err:
-            log.warning("%s %s: the next step was not queued (%s); the sweeper takes it up", job.kind, job.id, err.code)
+            log.warning(
+                "%s %s: the next step was not queued (%s: %s); the sweeper takes it up",
+                job.kind,
+                job.id,
+                err.code,
+                err.message,
+            )
 
     def advance_from_queue(self, body: str) -> Job | None:
         """The operations queue's message: advance the job it names if it is still at that step."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +45,8 @@ class Azurite:
         )
 
     def _start(self, binary: Path, service: str, port: int) -> None:
+        """Start one Azurite service on ``port``, and make sure what answers there is that Azurite:
+        a free port picked a moment ago may have been taken by another process meanwhile."""
         command = [str(binary), f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
         command += ["--disableTelemetry", "--skipApiVersionCheck"]
         if self._location is None:
@@ -57,10 +61,15 @@ class Azurite:
             if process.poll() is not None:
                 raise RuntimeError(f"Azurite {service} exited at start: {process.stderr.read().decode()[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
+                server = urllib.request.urlopen(f"http://127.0.0.1:{port}/{DEV_ACCOUNT}", timeout=2).headers
+            except urllib.error.HTTPError as answered:  # Azurite answers an unsigned request 4xx: it is up
+                server = answered.headers
             except OSError:
                 time.sleep(0.1)
+                continue
+            if process.poll() is None and f"Azurite-{service.capitalize()}" in (server.get("Server") or ""):
+                return
+            raise RuntimeError(f"Port {port} is held by another server than Azurite {service}.")
         raise RuntimeError(f"Azurite {service} did not start listening within 30 seconds.")
 
     def __enter__(self) -> "Azurite":

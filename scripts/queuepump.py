@@ -133,11 +133,11 @@ class QueuePump:
     def _pump_once(self) -> bool:
         worked = False
         for function, client, poison in self._queues:
-            free = 0
+            if not self._slots.acquire(timeout=self._idle_seconds):
+                return True  # every slot busy for a while: the round's work is in flight
+            free = 1
             while free < 32 and self._slots.acquire(blocking=False):
                 free += 1
-            if free == 0:
-                return True  # every slot busy: the round's work is in flight
             try:
                 messages = list(
                     client.receive_messages(
