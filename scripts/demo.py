@@ -64,7 +64,7 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
             from function_app import app
 
             with RunningServer(app, function_key=secrets.token_urlsafe(24)) as server:
-                key = {"code": server.key}
+                key, master = {"code": server.key}, {"code": server.master_key}
                 api = f"{server.url}/api"
                 targets = emu.env["MCCF_TARGETS"].split(",")
                 first_app = targets[0].rsplit("/", 1)[1]
@@ -74,7 +74,7 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                 )
                 say("==> scheduled backup: the timer function starts every target's backup and returns")
                 fired = time.monotonic()
-                timer = http("POST", f"{server.url}/admin/functions/scheduled_backup", params=key)
+                timer = http("POST", f"{server.url}/admin/functions/scheduled_backup", params=master)
                 say(
                     f"    timer function: {'returned' if timer.status_code == 202 else 'FAILED ' + timer.text} "
                     f"after {time.monotonic() - fired:.1f} s; the operations queue follows each backup"
@@ -97,7 +97,7 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                 say(f"    {done.status_code} {done.json().get('status')}: share {done.json().get('share')}")
 
                 say("==> the verify timer checks the new backups' ledger files offline")
-                verified = http("POST", f"{server.url}/admin/functions/scheduled_verify", params=key)
+                verified = http("POST", f"{server.url}/admin/functions/scheduled_verify", params=master)
                 say(f"    verify timer: {'done' if verified.status_code == 202 else 'FAILED ' + verified.text}")
 
                 say(f"==> catalog of {first_app}")

@@ -3,11 +3,13 @@
 It reads the app's own functions (``app.get_functions()``): each HTTP function is served at
 ``/api/<route>`` with its methods and auth level (a function key, as ``?code=`` or the
 ``x-functions-key`` header), and the real handler is called with a ``func.HttpRequest``. Timer
-functions can be run through ``POST /admin/functions/<name>``, as with the Functions host's admin
-API (here it runs synchronously, and answers 500 when the function raised). Queue functions run
+functions can be run through ``POST /admin/functions/<name>`` with the master key, as with the
+Functions host's admin API (here it runs synchronously, and answers 500 when the function raised).
+Like ``func start``, it sets WEBSITE_HOSTNAME, the origin of the URLs the app hands out, and its
+access log never shows a key. Queue functions run
 beside it (scripts/queuepump.py), as ``func start`` runs them.
 
-    python -m scripts.devserver [--port 7071] [--key KEY]
+    python -m scripts.devserver [--port 7071] [--key KEY] [--master-key KEY]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import azure.functions as func
 from azure.functions.timer import TimerRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from scripts.invocation import invoke
@@ -50,9 +52,22 @@ def _rule(route: str) -> str:
     return "/api/" + ROUTE_PARAM.sub(lambda m: f"<{m.group(1)}>", route.strip("/"))
 
 
+KEY_IN_QUERY = re.compile(r"(?i)([?&]code=)[^&\s]*")
+
+
+class _RedactingHandler(WSGIRequestHandler):
+    """werkzeug's access log, without the ``code=`` query parameter's value (a function key)."""
+
+    def log(self, type: str, message: str, *args: object) -> None:
+        super().log(type, KEY_IN_QUERY.sub(r"\1REDACTED", message % args if args else message))
+
+
 class DevServer:
-    def __init__(self, app: func.FunctionApp, function_key: str) -> None:
+    def __init__(self, app: func.FunctionApp, function_key: str, master_key: str) -> None:
+        if hmac.compare_digest(function_key.encode(), master_key.encode()):
+            raise ValueError("the master key must differ from the function key")
         self._key = function_key
+        self._master_key = master_key
         self._functions = {}
         rules = []
         for function in functions_of(app):
@@ -66,13 +81,17 @@ class DevServer:
         self._map = Map(rules, strict_slashes=False)
 
     def _authorized(self, request: Request, function: func.FunctionBuilder | None) -> bool:
-        level = "function"
+        """As the host decides: a function route takes the function key or the master key; the admin
+        API (``function`` None) and ``admin``-level routes take only the master key."""
+        level = "admin"
         if function is not None:
             level = str(getattr(function.get_trigger().get_dict_repr().get("authLevel"), "value", "function"))
         if level == "anonymous":
             return True
-        given = request.args.get("code") or request.headers.get("x-functions-key") or ""
-        return hmac.compare_digest(given.encode(), self._key.encode())
+        given = (request.args.get("code") or request.headers.get("x-functions-key") or "").encode()
+        if hmac.compare_digest(given, self._master_key.encode()):
+            return True
+        return level == "function" and hmac.compare_digest(given, self._key.encode())
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         request = Request(environ)
@@ -126,12 +145,21 @@ class RunningServer:
     beside it as the host runs them (``pump=False`` leaves the queues alone)."""
 
     def __init__(
-        self, app: func.FunctionApp, function_key: str, host: str = "127.0.0.1", port: int = 0, pump: bool = True
+        self,
+        app: func.FunctionApp,
+        function_key: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        pump: bool = True,
+        master_key: str | None = None,
     ) -> None:
         from scripts.queuepump import QueuePump
 
         self.key = function_key
-        self._server: BaseWSGIServer = make_server(host, port, DevServer(app, function_key), threaded=True)
+        self.master_key = master_key or secrets.token_urlsafe(24)
+        self._server: BaseWSGIServer = make_server(
+            host, port, DevServer(app, function_key, self.master_key), threaded=True, request_handler=_RedactingHandler
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="devserver", daemon=True)
         self.pump = QueuePump(app, visibility_timeout=5) if pump else None
 
@@ -140,6 +168,8 @@ class RunningServer:
         return f"http://127.0.0.1:{self._server.server_port}"
 
     def __enter__(self) -> "RunningServer":
+        self._hostname = os.environ.get("WEBSITE_HOSTNAME")
+        os.environ["WEBSITE_HOSTNAME"] = f"127.0.0.1:{self._server.server_port}"  # as func start sets it
         self._thread.start()
         if self.pump is not None:
             self.pump.__enter__()
@@ -150,6 +180,10 @@ class RunningServer:
             self.pump.__exit__()
         self._server.shutdown()
         self._server.server_close()
+        if self._hostname is None:
+            os.environ.pop("WEBSITE_HOSTNAME", None)
+        else:
+            os.environ["WEBSITE_HOSTNAME"] = self._hostname
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,11 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("FUNCTION_KEY") or secrets.token_urlsafe(24),
         help="function key callers must send (default: FUNCTION_KEY, else a random one)",
     )
+    parser.add_argument(
+        "--master-key",
+        default=os.environ.get("MASTER_KEY") or secrets.token_urlsafe(24),
+        help="master key for /admin/functions/<name> (default: MASTER_KEY, else a random one)",
+    )
     args = parser.parse_args(argv)
     from function_app import app
 
-    print(f"Functions app on http://127.0.0.1:{args.port}/api/ (function key: {args.key})", flush=True)
-    with RunningServer(app, args.key, port=args.port):
+    print(
+        f"Functions app on http://127.0.0.1:{args.port}/api/ (function key: {args.key}; "
+        f"master key for /admin/functions/<name>: {args.master_key})",
+        flush=True,
+    )
+    with RunningServer(app, args.key, port=args.port, master_key=args.master_key):
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
