@@ -36,21 +36,21 @@ from .store import read_json, write_json
 API_VERSIONS = ("2023-06-28-preview", "2024-07-09-preview", "2024-09-19-preview", "2025-06-10-preview")
 NAMESPACE = "Microsoft.ConfidentialLedger"
 RESTORE_LIMIT = dt.timedelta(days=90)
-APP_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
-GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+APP_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]")
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 _P = r"/subscriptions/(?P<sub>[^/]+)"
 _RG = _P + r"/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ConfidentialLedger/(?P<type>managedCCFs|ledgers)"
 ROUTES = [
-    ("resource", re.compile(rf"^{_RG}/(?P<name>[^/]+)$", re.I)),
-    ("action", re.compile(rf"^{_RG}/(?P<name>[^/]+)/(?P<action>backup|restore)$", re.I)),
-    ("list_rg", re.compile(rf"^{_RG}/?$", re.I)),
-    ("list_sub", re.compile(rf"^{_P}/providers/Microsoft\.ConfidentialLedger/(?P<type>managedCCFs|ledgers)/?$", re.I)),
+    ("resource", re.compile(rf"{_RG}/(?P<name>[^/]+)", re.I)),
+    ("action", re.compile(rf"{_RG}/(?P<name>[^/]+)/(?P<action>backup|restore)", re.I)),
+    ("list_rg", re.compile(rf"{_RG}/?", re.I)),
+    ("list_sub", re.compile(rf"{_P}/providers/Microsoft\.ConfidentialLedger/(?P<type>managedCCFs|ledgers)/?", re.I)),
     (
         "operation",
         re.compile(
-            rf"^{_P}/providers/Microsoft\.ConfidentialLedger/locations/(?P<loc>[^/]+)/"
-            r"(?P<kind>operationStatuses|operationResults)/(?P<op>[^/]+)$",
+            rf"{_P}/providers/Microsoft\.ConfidentialLedger/locations/(?P<loc>[^/]+)/"
+            r"(?P<kind>operationStatuses|operationResults)/(?P<op>[^/]+)",
             re.I,
         ),
     ),

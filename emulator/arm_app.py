@@ -50,7 +50,9 @@ class ArmApp:
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:
         request = Request(environ)
-        route, match = next(((name, m) for name, pattern in ROUTES if (m := pattern.match(request.path))), (None, None))
+        route, match = next(
+            ((name, m) for name, pattern in ROUTES if (m := pattern.fullmatch(request.path))), (None, None)
+        )
         try:
             response = self.handle(request, route, match)
         except ArmError as err:
@@ -100,7 +102,7 @@ class ArmApp:
                 f"The api-version '{api_version}' is invalid. The supported versions are '{','.join(API_VERSIONS)}'.",
             )
         groups = match.groupdict()
-        if not GUID.match(groups["sub"]):
+        if not GUID.fullmatch(groups["sub"]):
             raise ArmError(
                 400,
                 "InvalidSubscriptionId",
@@ -243,7 +245,7 @@ class ArmApp:
 
     def _put(self, request: Request, groups: dict, api_version: str, resource_id: str, record: dict | None) -> Response:
         body = self._body(request)
-        if not APP_NAME.match(groups["name"]):
+        if not APP_NAME.fullmatch(groups["name"]):
             raise ArmError(
                 400,
                 "InvalidResourceName",

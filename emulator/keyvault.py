@@ -20,8 +20,8 @@ from werkzeug.wrappers import Request, Response
 from .store import read_json, write_json
 from .tokens import ISSUER, TENANT_ID, VAULT_AUDIENCES, TokenAuthority, TokenError
 
-SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-API_VERSION = re.compile(r"^(7\.\d+(-preview(\.\d+)?)?|\d{4}-\d{2}-\d{2}(-preview)?)$")
+SECRET_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+API_VERSION = re.compile(r"(7\.\d+(-preview(\.\d+)?)?|\d{4}-\d{2}-\d{2}(-preview)?)")
 MAX_SECRET_BYTES = 25 * 1024
 
 
@@ -98,7 +98,7 @@ class KeyVaultService:
                 return self._challenge("AKV10032: Token expired.")
             return self._challenge(f"AKV10000: {err.message}")
         api_version = request.args.get("api-version")
-        if not api_version or not API_VERSION.match(api_version):
+        if not api_version or not API_VERSION.fullmatch(api_version):
             return error_response(400, "BadParameter", "The specified version is not recognized (api-version).")
         parts = [p for p in request.path.split("/") if p]
         if not parts or parts[0] != "secrets":
@@ -147,7 +147,7 @@ class KeyVaultService:
         )
 
     def _set(self, request: Request, name: str) -> Response:
-        if not SECRET_NAME.match(name):
+        if not SECRET_NAME.fullmatch(name):
             return error_response(400, "BadParameter", "The secret name must match ^[0-9a-zA-Z-]+$.")
         try:
             body = json.loads(request.get_data() or b"{}")

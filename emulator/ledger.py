@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "ccf-ledger"
 COMPLETE_SETS = ("expired_service", "sgx_service", "cts_canary_sample")
 LEDGER_DIR = "ledger"
 SNAPSHOT_DIR = "snapshots"
-_CHUNK = re.compile(r"^ledger_(\d+)-(\d+)\.committed$")
+_CHUNK = re.compile(r"ledger_(\d+)-(\d+)\.committed")
 
 
 def committed_chunks(fixture: str) -> list[Path]:
@@ -31,8 +31,8 @@ def committed_chunks(fixture: str) -> list[Path]:
         raise ValueError(
             f"unknown ledger fixture set {fixture!r}; known: {sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())}"
         )
-    files = [p for p in folder.iterdir() if _CHUNK.match(p.name)]
-    return sorted(files, key=lambda p: int(_CHUNK.match(p.name).group(1)))
+    files = [p for p in folder.iterdir() if _CHUNK.fullmatch(p.name)]
+    return sorted(files, key=lambda p: int(_CHUNK.fullmatch(p.name).group(1)))
 
 
 def default_fixture(app_name: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from mccf_backup import errors
+from mccf_backup.inputs import JOB_ID, idempotency_key
 
 if TYPE_CHECKING:
     from mccf_backup.jobs import Job
@@ -20,12 +20,17 @@ from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_respon
 
 bp = func.Blueprint()
 OPENAPI = Path(__file__).with_name("openapi.json")
-JOB_ID = re.compile(r"\d{13}[0-9a-f]{8}")
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 1, 60
 
 
-def _accepted(req: func.HttpRequest, job: Job) -> func.HttpResponse:
-    location = operation_url(req, job.id)
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    """The Idempotency-Key header, checked up front: a malformed one is refused even where unused (a dry run)."""
+    key = req.headers.get("Idempotency-Key")
+    return None if key is None else idempotency_key(key)
+
+
+def _accepted(req: func.HttpRequest, job: Job, origin: str | None) -> func.HttpResponse:
+    location = operation_url(origin, job.id, req.params.get("code"))
     retry_after = str(math.ceil(min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, job.seconds_until_due()))))
     return json_response(
         {**job.to_dict(), "statusUrl": location}, 202, {"Location": location, "Retry-After": retry_after}
@@ -37,9 +42,10 @@ def _accepted(req: func.HttpRequest, job: Job) -> func.HttpResponse:
 def start_backup(req: func.HttpRequest) -> func.HttpResponse:
     service = service_from_environment()
     who = authorize(req.headers, "backup", service.settings)
+    key = _idempotency_key(req)
     body = json_body(req, {"target": str}, required=("target",))
-    job = service.start_backup(body["target"], "http", who, idempotency_key=req.headers.get("Idempotency-Key"))
-    return _accepted(req, job)
+    job = service.start_backup(body["target"], "http", who, idempotency_key=key)
+    return _accepted(req, job, service.settings.public_origin)
 
 
 @bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -61,7 +67,7 @@ def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
     who = authorize(req.headers, "backup", service.settings)
     body = json_body(req, {"target": str}, required=("target",))
     job = service.request_verify(body["target"], req.route_params.get("share", ""), "http", who)
-    return _accepted(req, job)
+    return _accepted(req, job, service.settings.public_origin)
 
 
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -69,6 +75,7 @@ def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:
     service = service_from_environment()
     who = authorize(req.headers, "restore", service.settings)
+    key = _idempotency_key(req)
     body = json_body(
         req,
         {"target": str, "share": str, "restoreRegion": str, "dryRun": bool, "replace": bool, "confirm": str},
@@ -76,29 +83,30 @@ def start_restore(req: func.HttpRequest) -> func.HttpResponse:
     )
     request = restore_request(
         target=body["target"],
-        share=body.get("share"),
-        region=body.get("restoreRegion"),
+        share=body.get("share") or None,  # "" is how some callers (Logic Apps) leave a field out
+        region=body.get("restoreRegion") or None,
         replace=bool(body.get("replace")),
-        confirm=body.get("confirm"),
+        confirm=body.get("confirm") or None,
         trigger="http",
         caller=who,
     )
     if body.get("dryRun"):
         return json_response(service.check_restore(request).to_dict())
-    return _accepted(req, service.start_restore(request, idempotency_key=req.headers.get("Idempotency-Key")))
+    job = service.start_restore(request, idempotency_key=key)
+    return _accepted(req, job, service.settings.public_origin)
 
 
 @bp.route(route="operations/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def get_operation(req: func.HttpRequest) -> func.HttpResponse:
+    service = service_from_environment()
+    authorize(req.headers, "read", service.settings)  # first: a stranger learns nothing, not even the id rules
     job_id = req.route_params.get("id", "")
     if not JOB_ID.fullmatch(job_id):
-        raise errors.OperationNotFound(f"'{job_id[:64]}' is not an operation id.")
-    service = service_from_environment()
-    authorize(req.headers, "read", service.settings)
+        raise errors.OperationNotFound("That is not an operation id (13 digits and 8 hex digits).", field="id")
     job = service.poll(job_id)
     if not job.done:
-        return _accepted(req, job)
+        return _accepted(req, job, service.settings.public_origin)
     if job.status == "succeeded":
         return json_response(job.to_dict())
     status = STATUS_BY_CODE.get(job.error_code or "", 500)
@@ -128,4 +136,7 @@ def _openapi() -> bytes:
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """Authorized like every other route: one rule (each route needs a role) is one a reviewer can check.
+    Tools that import the contract can take it from the repository (functions/openapi.json)."""
+    authorize(req.headers, "read", service_from_environment().settings)
     return func.HttpResponse(_openapi(), status_code=200, mimetype="application/json")

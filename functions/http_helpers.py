@@ -11,10 +11,10 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from mccf_backup import errors
+from mccf_backup import errors, logs
 from mccf_backup.redaction import redact
 
-log = logging.getLogger("mccf_backup.http")
+log = logs.logger("mccf_backup.http")
 PROBLEM_TYPE = "urn:mccf-backup:problem"  # + ":<code>"; README lists every code under "Errors"
 MAX_BODY_BYTES = 16 * 1024
 STATUS_BY_CODE = {cls.code: cls.status for cls in errors.ALL_ERRORS}
@@ -37,20 +37,25 @@ def error_response(err: errors.MccfBackupError) -> func.HttpResponse:
 
 
 def handles_errors(function: Callable[[func.HttpRequest], func.HttpResponse]):
-    """Every failure becomes problem+json with a stable code; never a stack trace, never a secret."""
+    """Every failure becomes problem+json with a stable code; never a stack trace, never a secret.
+
+    The request's path and the error's message are logged as JSON strings: both can carry what the
+    caller sent, and a JSON string is one line whatever it holds.
+    """
 
     @functools.wraps(function)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        path = json.dumps(urlsplit(req.url).path[:256])
         try:
             return function(req)
         except errors.MccfBackupError as err:
             # A refused request is the caller's business (INFO); a failure on our side is a WARNING.
             level = logging.WARNING if err.status >= 500 else logging.INFO
-            log.log(level, "%s %s -> %s: %s", req.method, urlsplit(req.url).path, err.code, redact(err.message))
+            log.log(level, "%s %s -> %s: %s", req.method, path, err.code, json.dumps(redact(err.message)))
             return error_response(err)
         except Exception:  # noqa: BLE001 - the last resort: log it, answer without details
             incident = str(uuid.uuid4())
-            log.exception("unhandled error in %s %s (incident %s)", req.method, urlsplit(req.url).path, incident)
+            log.exception("unhandled error in %s %s (incident %s)", req.method, path, incident)
             return problem(
                 500,
                 "internal_error",
@@ -62,21 +67,40 @@ def handles_errors(function: Callable[[func.HttpRequest], func.HttpResponse]):
     return wrapper
 
 
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise errors.InvalidJson("The request body names a field twice.")
+    return dict(pairs)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def json_body(req: func.HttpRequest, allowed: dict[str, type], required: tuple[str, ...]) -> dict[str, Any]:
-    """Parse a JSON object body strictly: size, syntax, unknown fields, types, required fields."""
+    """Parse a JSON object body strictly: media type, size, syntax, duplicate, unknown and missing fields, types.
+
+    Messages name the field, never echo a value the caller sent.
+    """
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:
         raise errors.InvalidRequest(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    if raw.strip() and not _is_json(req.headers.get("Content-Type") or ""):
+        raise errors.UnsupportedMediaType("Send the body as JSON, with Content-Type: application/json.")
     try:
-        body = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates) if raw.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.InvalidJson(f"The request body is not valid JSON: {exc.__class__.__name__}.") from exc
+    except RecursionError as exc:  # '[[[[...' deeper than the parser goes
+        raise errors.InvalidJson("The request body nests deeper than any request of this API.") from exc
     if not isinstance(body, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     for name, value in body.items():
         if name not in allowed:
             raise errors.InvalidRequest(
-                f"Unknown field '{str(name)[:64]}'; allowed: {', '.join(sorted(allowed))}.", field=str(name)[:64]
+                f"Unknown field (its name is in 'field'); allowed: {', '.join(sorted(allowed))}.", field=str(name)[:64]
             )
         if value is not None and not isinstance(value, allowed[name]):
             raise errors.InvalidRequest(f"Field '{name}' must be a {allowed[name].__name__}.", field=name)
@@ -86,9 +110,9 @@ def json_body(req: func.HttpRequest, allowed: dict[str, type], required: tuple[s
     return body
 
 
-def operation_url(req: func.HttpRequest, job_id: str) -> str:
-    """Absolute URL of the operation, keeping the caller's function key: Logic Apps polls it as is."""
-    parts = urlsplit(req.url)
-    url = f"{parts.scheme}://{parts.netloc}/api/operations/{job_id}"
-    code = req.params.get("code")
+def operation_url(origin: str | None, job_id: str, code: str | None) -> str:
+    """The operation's URL, from the deployment's own origin (never the request's Host header), keeping
+    the caller's function key, because Logic Apps polls the Location exactly as given. Without a known
+    origin it is the path alone, which HTTP allows and clients resolve against the URL they called."""
+    url = f"{origin or ''}/api/operations/{job_id}"
     return f"{url}?{urlencode({'code': code})}" if code else url

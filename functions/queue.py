@@ -7,15 +7,16 @@ to the poison queue; the job history holds the reason, and the sweeper takes up 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import azure.functions as func
 
+from mccf_backup import logs
+
 from .engine import service_from_environment
 
 bp = func.Blueprint()
-log = logging.getLogger("mccf_backup.queue")
+log = logs.logger("mccf_backup.queue")
 HOST_DEFAULT_MAX_DEQUEUE_COUNT = 5  # the Functions host's default when host.json does not set it
 
 

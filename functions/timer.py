@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 
 import azure.functions as func
+
+from mccf_backup import logs
 
 from .engine import service_from_environment
 from .invocation import thread_setup
 
 bp = func.Blueprint()
-log = logging.getLogger("mccf_backup.timer")
+log = logs.logger("mccf_backup.timer")
 
 
 class ScheduledBackupFailed(Exception):

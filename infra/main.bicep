@@ -57,6 +57,9 @@ param deployLogicApps bool = false
 @description('Who approves a restore in the restore-with-approval Logic App (e-mail)')
 param restoreApprover string = ''
 
+@description('The https URL callers reach the API at when a Front Door or API Management sits in front; empty: the app\'s own host name')
+param publicBaseUrl string = ''
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 var storageSecretName = 'backup-storage-connection'
@@ -332,6 +335,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ARM_ENDPOINT: environment().resourceManager
     MCCF_API_VERSION: '2023-06-28-preview'
     RESTORE_REGION: ''
+    PUBLIC_BASE_URL: publicBaseUrl
     BACKUP_CONCURRENCY: '8'
     BACKUP_OPERATION_TIMEOUT_MINUTES: '60'
     ARM_TIMEOUT_SECONDS: '60'

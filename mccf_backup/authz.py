@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .errors import RestoreDisabled, RoleMissing, Unauthenticated
+from .inputs import caller_name
 from .settings import Settings
 
 ROLE_CLAIM_TYPES = {"roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
@@ -28,20 +29,37 @@ class Principal:
 
 
 def principal_from(headers: Mapping[str, str]) -> Principal | None:
+    """The principal App Service put in the request, or None; anything else is refused as unauthenticated.
+
+    The header is Base64 JSON ``{"claims": [{"typ": ..., "val": ...}], "role_typ": ...}``. Any other
+    shape (claims that are not a list of objects with string values, a body that is not an object)
+    did not come from App Service, so it proves no one.
+    """
     encoded = next((v for k, v in headers.items() if k.lower() == "x-ms-client-principal"), None)
     if not encoded:
         return None
     try:
         document = json.loads(base64.b64decode(encoded, validate=False))
-        claims = document.get("claims") or []
-        role_type = document.get("role_typ")
-    except (ValueError, binascii.Error, AttributeError) as exc:
-        raise Unauthenticated("The X-MS-CLIENT-PRINCIPAL header is not a valid App Service principal.") from exc
-    roles = frozenset(str(c.get("val")) for c in claims if c.get("typ") in ROLE_CLAIM_TYPES | {role_type})
-    by_type = {c.get("typ"): str(c.get("val")) for c in claims}
+    except (ValueError, binascii.Error, RecursionError) as exc:
+        raise _not_a_principal() from exc
+    claims = document.get("claims") if isinstance(document, dict) else None
+    role_type = document.get("role_typ") if isinstance(document, dict) else None
+    if not isinstance(claims, list) or not all(_is_claim(claim) for claim in claims):
+        raise _not_a_principal()
+    role_types = ROLE_CLAIM_TYPES | ({role_type} if isinstance(role_type, str) else set())
+    roles = frozenset(c["val"] for c in claims if c["typ"] in role_types)
+    by_type = {c["typ"]: c["val"] for c in claims}
     header_name = next((v for k, v in headers.items() if k.lower() == "x-ms-client-principal-name"), None)
     name = header_name or next((by_type[t] for t in NAME_CLAIM_TYPES if by_type.get(t)), "unknown principal")
-    return Principal(name[:256], roles)
+    return Principal(caller_name(name), roles)
+
+
+def _is_claim(claim: object) -> bool:
+    return isinstance(claim, dict) and isinstance(claim.get("typ"), str) and isinstance(claim.get("val"), str)
+
+
+def _not_a_principal() -> Unauthenticated:
+    return Unauthenticated("The X-MS-CLIENT-PRINCIPAL header is not a valid App Service principal.")
 
 
 def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> str:

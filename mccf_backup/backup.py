@@ -12,10 +12,9 @@ job ended before it appeared) is adopted when the target's next backup starts.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from . import catalog as cat
-from . import clock, errors
+from . import clock, errors, logs
 from .arm import LOST, OperationStatus, StartedOperation
 from .catalog import Backup
 from .errors import BackupFailed, MccfBackupError, OperationAbandoned, OperationInProgress, OperationOutcomeUnknown
@@ -27,7 +26,7 @@ from .run import Run
 from .storage_config import BACKUP
 from .targets import Target
 
-log = logging.getLogger("mccf_backup")
+log = logs.logger("mccf_backup")
 # Share timestamps come from the Managed CCF service's clock; allow for skew when matching a new share.
 SHARE_CLOCK_SKEW = dt.timedelta(minutes=2)
 # ARM said the backup ended, but the share is not listed yet: how long to look before failing the job.

@@ -15,13 +15,13 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.fileshare import ShareLeaseClient, ShareServiceClient
 
 from . import clock
-from .errors import AzureRequestFailed, InvalidShareName, PermissionDenied, ShareNotFound, ShareOfOtherTarget
+from .errors import AzureRequestFailed, PermissionDenied, ShareNotFound, ShareOfOtherTarget
+from .inputs import share_name
 from .redaction import redact
 from .targets import Target
 
 RESTORE_LIMIT = dt.timedelta(days=90)
-SHARE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-BACKUP_SHARE = re.compile(r"^(?P<app>[a-z0-9][a-z0-9-]*?)-(?P<stamp>\d{14})$")
+BACKUP_SHARE = re.compile(r"(?P<app>[a-z0-9][a-z0-9-]*?)-(?P<stamp>\d{14})")
 # Share metadata names must be C# identifiers: letters, digits and underscores.
 META_TARGET = "mccfbackup_target"
 META_JOB = "mccfbackup_job"
@@ -42,13 +42,7 @@ def metadata_text(text: str, limit: int = 512) -> str:
     return " ".join(text.split()).encode("ascii", "replace").decode()[:limit]
 
 
-def check_share_name(name: str) -> str:
-    if not isinstance(name, str) or not SHARE_NAME.match(name):
-        raise InvalidShareName(
-            f"'{str(name)[:80]}' is not an Azure Files share name (3-63 lower-case letters, digits and single hyphens).",
-            field="share",
-        )
-    return name
+check_share_name = share_name  # callers of the catalog name shares by the one rule in inputs
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,7 @@ class Backup:
 
 def parse_backup_name(name: str) -> tuple[str, dt.datetime] | None:
     """(app, creation time) from ``<app>-<YYYYMMDDHHMMSS>``, or None when the name is not a backup's."""
-    match = BACKUP_SHARE.match(name)
+    match = BACKUP_SHARE.fullmatch(name)
     if not match:
         return None
     stamp = match.group("stamp")  # YYYYMMDDHHMMSS; sliced rather than strptime'd: catalogs hold thousands

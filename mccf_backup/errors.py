@@ -29,6 +29,7 @@ def _error(name: str, code: str, status: int, title: str) -> type[MccfBackupErro
 SettingsInvalid = _error("SettingsInvalid", "settings_invalid", 500, "App settings are invalid")
 InvalidRequest = _error("InvalidRequest", "invalid_request", 400, "The request is invalid")
 InvalidJson = _error("InvalidJson", "invalid_json", 400, "The request body is not valid JSON")
+UnsupportedMediaType = _error("UnsupportedMediaType", "unsupported_media_type", 415, "The body is not JSON")
 InvalidShareName = _error("InvalidShareName", "invalid_share_name", 400, "The share name is invalid")
 Unauthenticated = _error("Unauthenticated", "unauthenticated", 401, "No signed-in caller")
 RoleMissing = _error("RoleMissing", "role_missing", 403, "The caller lacks an app role")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 
-log = logging.getLogger("mccf_backup.events")
+from . import logs
+
+log = logs.logger("mccf_backup.events")
 PREFIX = "MCCFBACKUP_EVENT"
 
 BACKUP_ATTEMPT = "backup.attempt"

@@ -13,18 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import time
 from typing import Any, Callable
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from . import clock
-from .errors import IdempotencyKeyReused, InvalidRequest, MccfBackupError, OperationInProgress
+from . import clock, inputs
+from .errors import IdempotencyKeyReused, MccfBackupError, OperationInProgress
 from .jobs import Job, JobStore, JobTable, StaleJob, new_job_id
 
 PARTITION = "idempotency"
-KEY = re.compile(r"[\x21-\x7e]{1,255}")
 FIRST_REQUEST_WAIT_SECONDS = 3.0  # a concurrent first request records its job within milliseconds
 # A key whose job was never recorded this long after it was bound belongs to a request that died:
 # the next request with it takes it over (a live first request records its job within milliseconds).
@@ -61,8 +59,7 @@ class IdempotencyKeys:
         job_id = new_job_id()
         if key is None:
             return start(job_id)
-        if not isinstance(key, str) or not KEY.fullmatch(key):
-            raise InvalidRequest("Idempotency-Key must be 1-255 visible ASCII characters.", field="Idempotency-Key")
+        inputs.idempotency_key(key)
         row, digest = _row(scope, key), body_hash(body)
         client = self._table.client
         try:

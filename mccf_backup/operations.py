@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import clock, events, lifecycle, work_queue
+from . import clock, events, lifecycle, logs, work_queue
 from .errors import MccfBackupError, OperationAbandoned, OperationInProgress, TargetNotAllowed
 from .jobs import Job, StaleJob
 from .leases import Lease
@@ -27,7 +27,7 @@ from .lifecycle import ACCEPTED, FINISHING, RUNNING, STARTING
 from .redaction import redact
 from .run import Run, ThreadSetup, for_each
 
-log = logging.getLogger("mccf_backup")
+log = logs.logger("mccf_backup")
 LEASED_KINDS = ("backup", "restore")  # the kinds that hold their target's lease while they run
 SWEEP_GRACE = dt.timedelta(minutes=2)  # overdue by this much, a job's next message is presumed lost
 MAX_CHAINED_STEPS = 4  # steps due at once (finishing right after ARM ended) run in the same invocation

@@ -10,11 +10,10 @@ delete ended (the transition that sends it is the one that wins).
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from azure.core.exceptions import ResourceExistsError
 
-from . import clock, errors
+from . import clock, errors, logs
 from .arm import LOST, OperationStatus
 from .backup import started_of
 from .errors import MccfBackupError, OperationAbandoned, OperationInProgress, OperationOutcomeUnknown
@@ -28,7 +27,7 @@ from .run import Run
 from .storage_config import RESTORE
 from .targets import Target
 
-log = logging.getLogger("mccf_backup")
+log = logs.logger("mccf_backup")
 DELETING, RESTORING = "deleting", "restoring"
 INSTANCE_LOOK_SECONDS = 10
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import catalog as cat
-from . import clock
+from . import clock, inputs
 from .catalog import Backup
 from .errors import BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup, ReplaceNeedsNewestBackup
 from .errors import ReplaceNotAllowed, ReplaceNotConfirmed, RestoreRegionRequired, VerificationFailed
@@ -29,6 +29,16 @@ class RestoreRequest:
     confirm: str | None = None  # the instance's name, repeated, to confirm a replace
     trigger: str = "cli"
     caller: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every field a caller sent, checked by the one set of rules before anything uses it."""
+        inputs.target_reference(self.target)
+        if self.share is not None:
+            inputs.share_name(self.share)
+        if self.region is not None:
+            inputs.region(self.region)
+        if self.confirm is not None:
+            inputs.confirmation(self.confirm)
 
     def fingerprint(self, resource_id: str) -> dict:
         """What makes two requests the same request (for Idempotency-Key)."""

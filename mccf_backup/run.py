@@ -9,7 +9,6 @@ request per audience, and every worker thread reuses the same TLS connections to
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.fileshare import ExponentialRetry
 from azure.storage.queue import QueueClient
 
-from . import work_queue
+from . import logs, work_queue
 from .arm import ManagedCcfClient
 from .catalog import Catalog
 from .errors import MccfBackupError, TargetNotFound
@@ -34,7 +33,7 @@ from .settings import Settings
 from .storage_config import StorageConfig, load_storage_config
 from .targets import Target, TargetSet
 
-log = logging.getLogger("mccf_backup")
+log = logs.logger("mccf_backup")
 ThreadSetup = Callable[[], None]  # run first on every worker thread (the invocation's logging context)
 STORAGE_SECRET_TTL_SECONDS = 600
 

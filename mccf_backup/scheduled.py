@@ -9,11 +9,10 @@ failure never stops the others.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from . import catalog as cat
-from . import work_queue
+from . import logs, work_queue
 from .backup import Backups
 from .errors import AzureRequestFailed, MccfBackupError
 from .jobs import Job, StaleJob, new_job_id
@@ -23,7 +22,7 @@ from .redaction import redact
 from .run import Run, ThreadSetup, for_each
 from .targets import Target
 
-log = logging.getLogger("mccf_backup")
+log = logs.logger("mccf_backup")
 
 
 @dataclass

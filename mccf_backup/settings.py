@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import MccfBackupError, SettingsInvalid
 from .retention import RetentionPolicy
+from .inputs import REGION
 from .targets import Target, TargetSet, parse_targets
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -44,10 +45,9 @@ _POLICY_FIELDS = {
     "minAgeHours": "min_age_hours",
     "maxDeleteFraction": "max_delete_fraction",
 }
-_SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
-_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
-_REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,40}$")
+_SECRET_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 _QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
@@ -86,6 +86,7 @@ class Settings:
     restore_enabled: bool = True
     easy_auth_enabled: bool = False
     roles: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+    public_origin: str | None = None  # where callers reach the API: PUBLIC_BASE_URL, else WEBSITE_HOSTNAME
 
     def retention_for(self, target: Target) -> RetentionPolicy:
         return self.retention_overrides.get(target.resource_id.lower(), self.retention)
@@ -138,14 +139,14 @@ class Settings:
             "KEY_VAULT_URL", required("KEY_VAULT_URL", "the Key Vault holding the storage secret")
         )
         secret_name = required("STORAGE_SECRET_NAME", "the Key Vault secret with the backup storage connection string")
-        if secret_name and not _SECRET_NAME.match(secret_name):
+        if secret_name and not _SECRET_NAME.fullmatch(secret_name):
             problems.append(f"STORAGE_SECRET_NAME '{secret_name}' is not a Key Vault secret name (letters, digits, -)")
         arm_endpoint = https_url("ARM_ENDPOINT", get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT)
         api_version = get("MCCF_API_VERSION") or DEFAULT_API_VERSION
-        if not _API_VERSION.match(api_version):
+        if not _API_VERSION.fullmatch(api_version):
             problems.append(f"MCCF_API_VERSION must look like 2023-06-28-preview, not '{api_version}'")
         region = get("RESTORE_REGION") or None
-        if region and not _REGION.match(region):
+        if region and not REGION.fullmatch(region):
             problems.append(f"RESTORE_REGION '{region}' is not an Azure region name")
         for name in (
             "BACKUP_SCHEDULE",
@@ -160,7 +161,7 @@ class Settings:
                     f"{name} must be a six-field NCRONTAB expression (e.g. '0 0 2 * * *'), not '{schedule}'"
                 )
         table_name = get("JOBS_TABLE_NAME") or DEFAULT_JOBS_TABLE
-        if not _TABLE_NAME.match(table_name):
+        if not _TABLE_NAME.fullmatch(table_name):
             problems.append(f"JOBS_TABLE_NAME '{table_name}' is not a table name (3-63 letters or digits)")
         jobs = JobStoreLocation(
             connection_string=get("AzureWebJobsStorage") or None,
@@ -233,6 +234,7 @@ class Settings:
             max_delete_fraction=fraction,
         )
         overrides = _retention_overrides(get("RETENTION_OVERRIDES"), targets, retention, problems)
+        public_origin = _public_origin(get("PUBLIC_BASE_URL"), get("WEBSITE_HOSTNAME"), problems)
         if problems:
             raise SettingsInvalid("Invalid app settings:\n- " + "\n- ".join(problems))
         return cls(
@@ -260,7 +262,35 @@ class Settings:
             # App Service sets this when App Service Authentication (Easy Auth) is on.
             easy_auth_enabled=get("WEBSITE_AUTH_ENABLED").lower() == "true",
             roles=roles,
+            public_origin=public_origin,
         )
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_HOST_AND_PORT = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?")
+
+
+def _public_origin(public_base_url: str, website_hostname: str, problems: list[str]) -> str | None:
+    """The origin of the URLs the API hands out (Location, statusUrl), from settings, never from a request.
+
+    PUBLIC_BASE_URL names a front door or API Management in front of the app. Otherwise App Service's
+    own host name (WEBSITE_HOSTNAME, set by the platform; Core Tools sets localhost:7071) over https,
+    http only on loopback. Without either, URLs are paths, which clients resolve against what they called.
+    """
+    if public_base_url:
+        parts = urlsplit(public_base_url)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)
+        if not parts.hostname or not secure or parts.query or parts.fragment or parts.username or parts.password:
+            problems.append(
+                "PUBLIC_BASE_URL must be the https URL callers reach the app at (scheme, host, optional path; "
+                "no query), such as https://api.example.com/mccf-backup"
+            )
+            return None
+        return public_base_url.rstrip("/")
+    host = website_hostname.lower()
+    if not _HOST_AND_PORT.fullmatch(host):
+        return None  # the platform sets it; an odd value must not stop the app
+    return f"{'http' if host.rsplit(':', 1)[0] in LOOPBACK else 'https'}://{host}"
 
 
 def _retention_overrides(

@@ -39,7 +39,9 @@ class Access:
 
 # The Managed CCF service creates the share and writes ledger files into it: create + write, no read.
 BACKUP = Access("co", "cw")
-# Restore reads the share's directories and files.
+# Restore reads the share's directories and files. Account-wide, though one share would do: the restore
+# API takes the File service URL and the share name apart, and nothing Microsoft publishes says it
+# accepts a share SAS (docs/security.md has the reasoning and the risk).
 RESTORE = Access("co", "rl")
 # The catalog lists shares, reads their metadata and tags them.
 CATALOG = Access("sc", "lrw")

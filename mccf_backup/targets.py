@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from azure.mgmt.core.tools import is_valid_resource_id, parse_resource_id
 
 from .errors import TargetNotAllowed
+from .inputs import APP_NAME, GUID, target_reference
 
 NAMESPACE = "Microsoft.ConfidentialLedger"
 RESOURCE_TYPES = {"managedccfs": "managedCCFs", "ledgers": "ledgers"}
-APP_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,9 @@ def parse_target(value: str) -> Target:
         raise ValueError(f"'{text}' is not a {NAMESPACE}/managedCCFs (or /ledgers) resource ID")
     if parts.get("children") or parts.get("child_name_1"):
         raise ValueError(f"'{text}' names a child resource; give the Managed CCF's own resource ID")
-    if not _GUID.match(parts["subscription"]):
+    if not GUID.fullmatch(parts["subscription"]):
         raise ValueError(f"'{text}' has a subscription that is not a GUID")
-    if not APP_NAME.match(parts["name"]):
+    if not APP_NAME.fullmatch(parts["name"]):
         raise ValueError(f"'{text}' has an invalid app name (3-32 letters, digits or hyphens)")
     return Target(parts["subscription"], parts["resource_group"], RESOURCE_TYPES[resource_type.lower()], parts["name"])
 
@@ -88,7 +87,8 @@ class TargetSet:
         return next((t for t in self.targets if t.resource_id.lower() == wanted), None)
 
     def resolve(self, reference: str) -> Target:
-        text = (reference or "").strip()
+        """The target a caller named; the name is checked first, so the refusals below may quote it."""
+        text = target_reference(reference)
         if text.startswith("/"):
             matches = [t for t in self.targets if t.resource_id.lower() == text.lower()]
         else:
@@ -99,9 +99,8 @@ class TargetSet:
             raise TargetNotAllowed(
                 f"App name '{text}' matches {len(matches)} configured targets; name it by resource ID.", target=text
             )
-        shown = text if len(text) <= 300 else text[:300] + "..."
         raise TargetNotAllowed(
-            f"'{shown}' is not one of the targets this app protects; check MCCF_TARGETS "
+            f"'{text}' is not one of the targets this app protects; check MCCF_TARGETS "
             f"(it has {len(self.targets)} resource IDs).",
-            target=shown,
+            target=text,
         )

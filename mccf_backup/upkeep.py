@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import catalog as cat
-from . import clock, events
+from . import clock, events, inputs, logs
 from .backup import SHARE_CLOCK_SKEW
 from .catalog import Backup, Catalog
 from .errors import MccfBackupError, NoRestorableBackup, VerificationFailed
@@ -25,7 +25,7 @@ from .run import Run
 from .targets import Target
 from .verification import Previous, VerificationReport, verify_share
 
-log = logging.getLogger("mccf_backup")
+log = logs.logger("mccf_backup")
 QUEUED_VERIFY_DEADLINE = dt.timedelta(days=1)  # a queued verification the verify timer never took ends then
 
 
@@ -112,6 +112,7 @@ class Upkeep:
     def request_verify(self, reference: str, share: str, trigger: str, caller: str | None = None) -> Job:
         """Queue a verification for the verify timer (HTTP: the work never runs inside a request)."""
         target = self.run.targets.resolve(reference)
+        inputs.share_name(share)  # before the catalog reads the storage secret
         self.run.catalog().get(target, share)  # exists and belongs to the target, or a clear error now
         job = Job(new_job_id(), "verify", target.resource_id, trigger, caller=caller, share=share, phase="queued")
         return self.ops.record(job, deadline=clock.utcnow() + QUEUED_VERIFY_DEADLINE)
@@ -126,6 +127,8 @@ class Upkeep:
     ) -> tuple[Job, VerificationReport]:
         """Verify one backup (default: the newest good one), tag the verdict on the share, record the job."""
         target = self.run.targets.resolve(reference)
+        if share:
+            inputs.share_name(share)
         catalog = self.run.catalog()
         backups = [b for b in catalog.backups(target) if b.good]
         if share:

@@ -30,8 +30,8 @@ from .redaction import redact
 
 LEDGER_DIR = "ledger"
 SNAPSHOT_DIR = "snapshots"
-COMMITTED = re.compile(r"^ledger_(\d+)-(\d+)\.committed$")
-UNCOMMITTED = re.compile(r"^ledger_(\d+)(-(\d+))?(\.recovery)?$")
+COMMITTED = re.compile(r"ledger_(\d+)-(\d+)\.committed")
+UNCOMMITTED = re.compile(r"ledger_(\d+)(-(\d+))?(\.recovery)?")
 Progress = Callable[[int, int], None]  # bytes done, bytes total
 DOWNLOAD_CONCURRENCY = 4  # parallel range downloads of one chunk, overlapped with validating the previous
 
@@ -99,19 +99,19 @@ def check_names(report: VerificationReport, files: list[tuple[str, int, bool]]) 
             report.unexpected.append(name + "/")
         elif name.endswith(".ignored"):
             report.ignored.append(name)
-        elif COMMITTED.match(name):
+        elif COMMITTED.fullmatch(name):
             committed.append((name, size))
-        elif UNCOMMITTED.match(name):
+        elif UNCOMMITTED.fullmatch(name):
             report.uncommitted.append(name)
         else:
             report.unexpected.append(name)
-    committed.sort(key=lambda item: int(COMMITTED.match(item[0]).group(1)))
+    committed.sort(key=lambda item: int(COMMITTED.fullmatch(item[0]).group(1)))
     if not committed:
         report.reasons.append("no committed ledger chunk (ledger/ledger_<first>-<last>.committed) in the backup")
         return committed
     expected = 1
     for name, _ in committed:
-        first, last = (int(x) for x in COMMITTED.match(name).groups())
+        first, last = (int(x) for x in COMMITTED.fullmatch(name).groups())
         if last < first:
             report.reasons.append(f"{name}: its seqno range is reversed")
         if first > expected:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
@@ -24,13 +23,13 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from .errors import AzureRequestFailed, InvalidRequest, JobStoreUnavailable
+from .inputs import JOB_ID
 from .redaction import redact
 from .settings import JobStoreLocation
 
 MESSAGE_VERSION = 1
 MAX_MESSAGE_BYTES = 4096
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 1  # the queue service's limit on a message's visibility delay
-JOB_ID = re.compile(r"\d{13}[0-9a-f]{8}")
 MAX_STEP = 10**6
 TRIGGERS = ("queue", "timer")  # what a targets-queue message may say started it
 

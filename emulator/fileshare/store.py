@@ -19,7 +19,7 @@ from typing import Iterator
 from ..clock import Clock, iso
 from ..store import read_json, write_json
 
-SHARE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+SHARE_NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 DEFAULT_QUOTA_GIB = 102400
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 15, 60
 
@@ -111,7 +111,7 @@ class FileStore:
     def create_share(
         self, account: str, share: str, metadata: dict[str, str] | None = None, quota: int | None = None
     ) -> dict:
-        if not SHARE_NAME.match(share):
+        if not SHARE_NAME.fullmatch(share):
             raise StorageError(400, "InvalidResourceName", "The specifed resource name contains invalid characters.")
         with self._lock:
             if self.share_exists(account, share):

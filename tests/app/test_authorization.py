@@ -18,6 +18,8 @@ ROUTES = [
     ("POST", "backups", {"json": {"target": "x"}}),
     ("POST", "backups/x-20260101000000/verify", {"json": {"target": "x"}}),
     ("POST", "restores", {"json": {"target": "x", "dryRun": True}}),
+    ("GET", "openapi.json", {}),  # the contract too: every route needs a role, one rule to check
+    ("GET", "operations/not-an-id", {}),  # refused for who asks before what is asked is judged
 ]
 NEEDS = {"GET": "Backup.Read", "POST backups": "Backup.Operator", "POST restores": "Restore.Operator"}
 
