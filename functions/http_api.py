@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,9 +129,13 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"targets": service.status()})
 
 
-@cache
-def _openapi() -> bytes:
-    return OPENAPI.read_bytes()
+@lru_cache(maxsize=8)
+def _openapi(origin: str | None) -> bytes:
+    """The document as this deployment serves it: its one server is this deployment (the repository's
+    copy names a template), so a tool that imports it sends its key nowhere else."""
+    document = json.loads(OPENAPI.read_text())
+    document["servers"] = [{"url": f"{origin or ''}/api", "description": "this deployment"}]
+    return json.dumps(document, indent=2).encode()
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -138,5 +143,6 @@ def _openapi() -> bytes:
 def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
     """Authorized like every other route: one rule (each route needs a role) is one a reviewer can check.
     Tools that import the contract can take it from the repository (functions/openapi.json)."""
-    authorize(req.headers, "read", service_from_environment().settings)
-    return func.HttpResponse(_openapi(), status_code=200, mimetype="application/json")
+    settings = service_from_environment().settings
+    authorize(req.headers, "read", settings)
+    return func.HttpResponse(_openapi(settings.public_origin), status_code=200, mimetype="application/json")

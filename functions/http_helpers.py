@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import uuid
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
@@ -17,6 +18,7 @@ from mccf_backup.redaction import redact
 log = logs.logger("mccf_backup.http")
 PROBLEM_TYPE = "urn:mccf-backup:problem"  # + ":<code>"; README lists every code under "Errors"
 MAX_BODY_BYTES = 16 * 1024
+FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 STATUS_BY_CODE = {cls.code: cls.status for cls in errors.ALL_ERRORS}
 
 
@@ -93,6 +95,8 @@ def json_body(req: func.HttpRequest, allowed: dict[str, type], required: tuple[s
         body = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates) if raw.strip() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.InvalidJson(f"The request body is not valid JSON: {exc.__class__.__name__}.") from exc
+    except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
+        raise errors.InvalidJson("The request body holds a number longer than any request of this API.") from exc
     except RecursionError as exc:  # '[[[[...' deeper than the parser goes
         raise errors.InvalidJson("The request body nests deeper than any request of this API.") from exc
     if not isinstance(body, dict):
@@ -100,7 +104,8 @@ def json_body(req: func.HttpRequest, allowed: dict[str, type], required: tuple[s
     for name, value in body.items():
         if name not in allowed:
             raise errors.InvalidRequest(
-                f"Unknown field (its name is in 'field'); allowed: {', '.join(sorted(allowed))}.", field=str(name)[:64]
+                f"Unknown field; allowed: {', '.join(sorted(allowed))}.",
+                field=name if FIELD_NAME.fullmatch(name) else "body",  # a plain name helps; anything else is data
             )
         if value is not None and not isinstance(value, allowed[name]):
             raise errors.InvalidRequest(f"Field '{name}' must be a {allowed[name].__name__}.", field=name)

@@ -21,7 +21,7 @@ from .redaction import redact
 from .targets import Target
 
 RESTORE_LIMIT = dt.timedelta(days=90)
-BACKUP_SHARE = re.compile(r"(?P<app>[a-z0-9][a-z0-9-]*?)-(?P<stamp>\d{14})")
+BACKUP_SHARE = re.compile(r"(?P<app>[a-z0-9][a-z0-9-]*?)-(?P<stamp>[0-9]{14})")
 # Share metadata names must be C# identifiers: letters, digits and underscores.
 META_TARGET = "mccfbackup_target"
 META_JOB = "mccfbackup_job"

@@ -17,17 +17,18 @@ APP_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]")
 GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # A resource group name: 1-90 letters (any script), digits, '-', '_', '.', '(' and ')'.
 _RESOURCE_GROUP = r"[-\w.()]{1,90}"
+# ARM's fixed words match in any case, but only ASCII case: a global IGNORECASE would let the Kelvin
+# sign stand for 'k' and the long s for 's' in names too.
 RESOURCE_ID = re.compile(
-    rf"/subscriptions/{GUID.pattern}/resourceGroups/{_RESOURCE_GROUP}"
-    rf"/providers/Microsoft\.ConfidentialLedger/(?:managedCCFs|ledgers)/{APP_NAME.pattern}",
-    re.IGNORECASE,
+    rf"/(?ai:subscriptions)/{GUID.pattern}/(?ai:resourceGroups)/{_RESOURCE_GROUP}"
+    rf"/(?ai:providers)/(?ai:Microsoft\.ConfidentialLedger)/(?ai:managedCCFs|ledgers)/{APP_NAME.pattern}"
 )
 # Azure Files: 3-63 lower-case letters, digits and single hyphens, no hyphen at either end.
 SHARE_NAME = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 # An Azure region as ARM spells it ('eastus', 'East US'): letters, digits and spaces.
 REGION = re.compile(r"[A-Za-z][A-Za-z0-9 ]{1,40}")
 # Job ids are a 13-digit millisecond timestamp and 8 hex digits (jobs.new_job_id).
-JOB_ID = re.compile(r"\d{13}[0-9a-f]{8}")
+JOB_ID = re.compile(r"[0-9]{13}[0-9a-f]{8}")  # [0-9]: \d is any script's digits
 # RFC 9110 field values are visible ASCII; 255 is the limit Azure API Management and Stripe use too.
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 MAX_CALLER_LENGTH = 256

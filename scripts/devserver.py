@@ -27,11 +27,12 @@ from typing import Iterable
 
 import azure.functions as func
 from azure.functions.timer import TimerRequest
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from mccf_backup.logs import EVENT_MARKER, one_line
 from scripts.invocation import invoke
 
 log = logging.getLogger("devserver")
@@ -52,14 +53,17 @@ def _rule(route: str) -> str:
     return "/api/" + ROUTE_PARAM.sub(lambda m: f"<{m.group(1)}>", route.strip("/"))
 
 
-KEY_IN_QUERY = re.compile(r"(?i)([?&]code=)[^&\s]*")
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours the status on a terminal
+KEY_IN_QUERY = re.compile(r"(?i)(code=)[^&;\s\"]*")  # wherever a client put it: ?, &, ; or the path
 
 
 class _RedactingHandler(WSGIRequestHandler):
-    """werkzeug's access log, without the ``code=`` query parameter's value (a function key)."""
+    """werkzeug's access log as the app writes logs: no key (``code=`` values are redacted), one
+    printable line (werkzeug escapes only C0 and C1 controls, not U+2028), and no event marker."""
 
     def log(self, type: str, message: str, *args: object) -> None:
-        super().log(type, KEY_IN_QUERY.sub(r"\1REDACTED", message % args if args else message))
+        line = ANSI_STYLE.sub("", KEY_IN_QUERY.sub(r"\1REDACTED", message % args if args else message))
+        super().log(type, one_line(line).replace(EVENT_MARKER, "MCCFBACKUP-EVENT(quoted)"))
 
 
 class DevServer:
@@ -97,10 +101,9 @@ class DevServer:
         request = Request(environ)
         try:
             endpoint, args = self._map.bind_to_environ(environ).match()
-        except (NotFound, MethodNotAllowed) as exc:
-            return exc(environ, start_response)
-        except HTTPException as exc:
-            return exc(environ, start_response)
+        except HTTPException as exc:  # no route, or not this method: the host answers without a body
+            allow = {"Allow": ", ".join(exc.valid_methods)} if isinstance(exc, MethodNotAllowed) else {}
+            return Response(status=exc.code or 404, headers=allow)(environ, start_response)
         if endpoint == "__admin__":
             return self._admin(request, args["name"])(environ, start_response)
         function = self._functions[endpoint]
@@ -129,7 +132,7 @@ class DevServer:
         if function is None:
             return Response(status=404)
         if function.get_trigger().get_dict_repr().get("type") != "timerTrigger":
-            return Response("only timer functions run through the admin endpoint here", status=400)
+            return Response(status=400)  # only timer functions run through the admin endpoint here
         try:
             invoke(
                 function, **{function.get_trigger().get_dict_repr().get("name", "timer"): TimerRequest(past_due=False)}
@@ -216,4 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m``, this file is ``__main__``: hand over to ``scripts.devserver`` itself, or the
+    # queue pump (which imports that module) would index the app a second time and fail.
+    from scripts.devserver import main as devserver_main
+
+    sys.exit(devserver_main())

@@ -56,6 +56,22 @@ def test_deeply_nested_json_is_invalid_json_not_a_server_error(api, app_env, emu
     assert backend_calls(emulator) == before
 
 
+@pytest.mark.parametrize("body", [b'{"target": ' + b"1" * 4301 + b"}", b"1" * 5000, b'{"zzz": [' + b"9" * 4400 + b"]}"])
+def test_a_number_longer_than_python_converts_is_invalid_json_not_a_500(api, app_env, body):
+    """Found by a red-team run: Python 3.11 refuses integers over 4,300 digits with a bare ValueError."""
+    for path in ("backups", "restores", "backups/app-20260101000000/verify"):
+        assert_problem(api("POST", path, data=body, headers={"Content-Type": "application/json"}), 400, "invalid_json")
+
+
+def test_an_unknown_field_is_named_only_when_its_name_is_a_plain_name(api, app_env):
+    app = app_of(app_env["MCCF_TARGETS"].split(",")[0])[1]
+    assert assert_problem(api("POST", "backups", json={"target": app, "tier": 1}), 400, "invalid_request")["field"] == (
+        "tier"
+    )
+    odd = {"target": app, "x\n" + EVENT_MARKER: 1}
+    assert assert_problem(api("POST", "backups", json=odd), 400, "invalid_request")["field"] == "body"
+
+
 def test_duplicate_fields_are_refused_not_silently_merged(api, app_env):
     app = app_of(app_env["MCCF_TARGETS"].split(",")[0])[1]
     body = f'{{"target": "{app}", "target": "other-app"}}'.encode()
@@ -205,8 +221,14 @@ def test_the_admin_api_takes_only_the_master_key_and_the_access_log_shows_no_key
     assert requests.post(admin, headers={"x-functions-key": devserver.key}, timeout=30).status_code == 401
     assert requests.post(admin, params={"code": devserver.master_key}, timeout=60).status_code == 202
     assert requests.get(f"{devserver.url}/api/status", params={"code": devserver.master_key}, timeout=30).ok
+    requests.get(f"{devserver.url}/api/status?x=1;code={devserver.key}", timeout=30)  # a key where no rule looks
+    requests.get(f"{devserver.url}/api/status/code={devserver.key}", timeout=30)
+    forged = requests.get(f"{devserver.url}/api/%E2%80%A8{EVENT_MARKER}%20{FORGED}", timeout=30)
+    assert forged.status_code == 404 and forged.content == b""  # the host's own answers have no body
+    assert requests.put(f"{devserver.url}/api/status", timeout=30).status_code == 405
     assert devserver.key not in caplog.text and devserver.master_key not in caplog.text
     assert re.search(r"code=REDACTED", caplog.text)
+    assert event_lines(caplog.records) == []  # U+2028 split werkzeug's line in two; the access log is one line
 
 
 @pytest.mark.parametrize("key", ["", "key with spaces", "k" * 256, "caf\u00e9"])
@@ -218,3 +240,34 @@ def test_a_malformed_idempotency_key_is_refused_even_by_a_dry_run(api, app_env, 
         refused = assert_problem(api("POST", path, json=body, headers={"Idempotency-Key": key}), 400, "invalid_request")
         assert refused["field"] == "Idempotency-Key"
     assert backend_calls(emulator) == before
+
+
+def test_python_m_scripts_devserver_serves_the_app(app_env):
+    """The documented local command starts (run as __main__ it indexed the app twice and crashed)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "scripts.devserver", "--port", str(port), "--key", "k-1", "--master-key", "m-1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert server.poll() is None, server.stdout.read().decode()[-2000:]
+        assert answer.status_code == 401  # up, and asking for its key
+        assert requests.get(f"http://127.0.0.1:{port}/api/status", params={"code": "k-1"}, timeout=60).ok
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -44,9 +44,12 @@ def test_every_error_code_is_in_the_document():
     }
 
 
-def test_the_app_serves_the_document(api):
-    response = api("GET", "openapi.json")
-    assert response.status_code == 200 and response.json() == DOCUMENT
+def test_the_app_serves_the_document_naming_itself_as_the_server(api, devserver):
+    response = api("GET", "openapi.json", headers={"Host": "evil.example"})
+    assert response.status_code == 200
+    served = response.json()
+    assert served.pop("servers") == [{"url": f"{devserver.url}/api", "description": "this deployment"}]
+    assert served == {name: value for name, value in DOCUMENT.items() if name != "servers"}
 
 
 @schema.parametrize()

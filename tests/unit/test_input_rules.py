@@ -27,7 +27,18 @@ RULES = {
     inputs.job_id: (inputs.JOB_ID,),
     inputs.idempotency_key: (inputs.IDEMPOTENCY_KEY,),
 }
-NEAR_MISSES = ["contoso\n", "contoso\r", " contoso", "contoso\x00", "cont\u202eoso", "contoso-ledger-20261127020000\n"]
+NEAR_MISSES = [
+    "contoso\n",
+    "contoso\r",
+    " contoso",
+    "contoso\x00",
+    "cont\u202eoso",
+    "contoso-ledger-20261127020000\n",
+    "fabri\u212aam",  # the Kelvin sign, which case-insensitive Unicode matching takes for 'k'
+    "\uff11" * 13 + "deadbeef",  # fullwidth digits, which \\d matches
+    "/\u017fubscriptions/8a2c5f7e-3b1d-4c6a-9e0f-1d2b3c4d5e6f/resourceGroups/rg/providers/"
+    "Microsoft.ConfidentialLedger/managedCCFs/contoso",  # the long s
+]
 anything = st.one_of(st.text(), st.binary(), st.integers(), st.none(), st.lists(st.text(max_size=3), max_size=2))
 
 
