@@ -54,6 +54,9 @@ def authorize(headers: Mapping[str, str], action: str, settings: "Settings") -> 
 
 
 def restore_request(**fields) -> "RestoreRequest":
+    from mccf_backup.coverage import Before
     from mccf_backup.restore_checks import RestoreRequest
 
+    if fields.get("before") is not None:
+        fields["before"] = Before.from_request(fields["before"])
     return RestoreRequest(**fields)

@@ -57,7 +57,7 @@ def list_backups(req: func.HttpRequest) -> func.HttpResponse:
     reference = req.params.get("target")
     if not reference:
         raise errors.InvalidRequest("Query parameter 'target' (app name or resource ID) is required.", field="target")
-    target, backups = service.list_backups(reference)
+    target, backups = service.list_backups(reference, contains_txid=req.params.get("containsTxid"))
     return json_response({"target": target.resource_id, "backups": [b.to_dict() for b in backups]})
 
 
@@ -71,6 +71,29 @@ def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
     return _accepted(req, job, service.settings.public_origin)
 
 
+@bp.route(route="backups/{share}/pin", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def pin_backup(req: func.HttpRequest) -> func.HttpResponse:
+    """Keep a backup as a golden copy: retention never deletes it (role: backup, as it only keeps more)."""
+    service = service_from_environment()
+    who = authorize(req.headers, "backup", service.settings)
+    body = json_body(req, {"target": str, "label": str, "note": str}, required=("target", "label"))
+    share = req.route_params.get("share", "")
+    backup = service.pins.pin(body["target"], share, body["label"], body.get("note") or None, "http", who)
+    return json_response(backup.to_dict())
+
+
+@bp.route(route="backups/{share}/unpin", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def unpin_backup(req: func.HttpRequest) -> func.HttpResponse:
+    """Give a golden copy back to retention, which may then delete it: the restore role, as for what destroys."""
+    service = service_from_environment()
+    who = authorize(req.headers, "unpin", service.settings)
+    body = json_body(req, {"target": str}, required=("target",))
+    backup = service.pins.unpin(body["target"], req.route_params.get("share", ""), "http", who)
+    return json_response(backup.to_dict())
+
+
 @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def start_restore(req: func.HttpRequest) -> func.HttpResponse:
@@ -79,7 +102,16 @@ def start_restore(req: func.HttpRequest) -> func.HttpResponse:
     key = _idempotency_key(req)
     body = json_body(
         req,
-        {"target": str, "share": str, "restoreRegion": str, "dryRun": bool, "replace": bool, "confirm": str},
+        {
+            "target": str,
+            "share": str,
+            "label": str,
+            "before": dict,
+            "restoreRegion": str,
+            "dryRun": bool,
+            "replace": bool,
+            "confirm": str,
+        },
         required=("target",),
     )
     request = restore_request(
@@ -88,6 +120,8 @@ def start_restore(req: func.HttpRequest) -> func.HttpResponse:
         region=body.get("restoreRegion") or None,
         replace=bool(body.get("replace")),
         confirm=body.get("confirm") or None,
+        label=body.get("label") or None,
+        before=body.get("before"),
         trigger="http",
         caller=who,
     )

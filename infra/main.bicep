@@ -345,6 +345,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     OPERATIONS_QUEUE_NAME: operationsQueueName
     JOBS_TABLE_NAME: 'mccfbackupjobs'
     RPO_HOURS: '26'
+    PIN_WARNING_DAYS: '14'
     VERIFY_MAX_PER_RUN: '10'
     RETENTION_KEEP_LAST: '7'
     RETENTION_DAILY: '7'

@@ -63,7 +63,7 @@ def _not_a_principal() -> Unauthenticated:
 
 
 def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> str:
-    """Check the caller may do ``action`` (read | backup | restore); return who the caller is."""
+    """Check the caller may do ``action`` (read | backup | restore | unpin); return who the caller is."""
     if action == "restore" and not settings.restore_enabled:
         raise RestoreDisabled("Restore is switched off for this deployment (RESTORE_ENABLED=false).")
     if not settings.easy_auth_enabled:
@@ -71,7 +71,7 @@ def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> st
     principal = principal_from(headers)
     if principal is None:
         raise Unauthenticated("App Service Authentication is on, but the request carries no signed-in principal.")
-    role = settings.roles[action]
+    role = settings.roles["restore" if action == "unpin" else action]  # unpinning exposes a backup to deletion
     if role not in principal.roles:
         raise RoleMissing(
             f"The caller '{principal.name}' lacks the app role '{role}' needed to {action}.", field="role"

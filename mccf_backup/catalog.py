@@ -35,6 +35,17 @@ META_VERIFIED_AT = "mccfbackup_verified_at"
 META_LAST_SEQNO = "mccfbackup_last_seqno"
 META_SERVICE_IDENTITY = "mccfbackup_service_identity"
 META_VERIFY_REASON = "mccfbackup_verify_reason"
+# What verification found in the ledger (coverage.py): read by the catalog, restore-before and find.
+META_FIRST_SEQNO = "mccfbackup_first_seqno"
+META_LAST_TXID = "mccfbackup_last_txid"
+META_TRANSACTIONS = "mccfbackup_transactions"
+META_SIGNATURES = "mccfbackup_signatures"
+# A golden copy (pins.py): retention never deletes it.
+META_PIN_LABEL = "mccfbackup_pin_label"
+META_PIN_NOTE = "mccfbackup_pin_note"
+META_PINNED_BY = "mccfbackup_pinned_by"
+META_PINNED_AT = "mccfbackup_pinned_at"
+PIN_METADATA = (META_PIN_LABEL, META_PIN_NOTE, META_PINNED_BY, META_PINNED_AT)
 
 
 def metadata_text(text: str, limit: int = 512) -> str:
@@ -43,6 +54,54 @@ def metadata_text(text: str, limit: int = 512) -> str:
 
 
 check_share_name = share_name  # callers of the catalog name shares by the one rule in inputs
+
+
+def _int(metadata: dict[str, str], key: str) -> int | None:
+    value = metadata.get(key) or ""
+    return int(value) if value.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The ledger a backup holds, as its verification recorded it (None where not known)."""
+
+    first_seqno: int | None = None
+    last_seqno: int | None = None
+    last_signed_txid: str | None = None
+    transactions: int | None = None
+    signatures: int | None = None
+    service_identity: str | None = None
+
+    @classmethod
+    def of(cls, backup: "Backup") -> "Coverage":
+        metadata = backup.metadata
+        if metadata.get(META_VERIFIED) != "true":
+            return cls()
+        return cls(
+            first_seqno=_int(metadata, META_FIRST_SEQNO),
+            last_seqno=_int(metadata, META_LAST_SEQNO),
+            last_signed_txid=metadata.get(META_LAST_TXID),
+            transactions=_int(metadata, META_TRANSACTIONS),
+            signatures=_int(metadata, META_SIGNATURES),
+            service_identity=metadata.get(META_SERVICE_IDENTITY),
+        )
+
+    @property
+    def known(self) -> bool:
+        return self.last_seqno is not None
+
+    def contains(self, seqno: int) -> bool:
+        return self.known and (self.first_seqno or 1) <= seqno <= self.last_seqno  # type: ignore[operator]
+
+    def to_dict(self) -> dict:
+        return {
+            "firstSeqno": self.first_seqno,
+            "lastSeqno": self.last_seqno,
+            "lastSignedTxid": self.last_signed_txid,
+            "transactions": self.transactions,
+            "signatures": self.signatures,
+            "serviceIdentity": self.service_identity,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,6 +146,21 @@ class Backup:
             "outcome": self.outcome,
             "verified": {"true": True, "false": False}.get(self.metadata.get(META_VERIFIED, "")),
             "verifyReason": self.metadata.get(META_VERIFY_REASON),
+            "ledger": Coverage.of(self).to_dict(),
+            "pin": self.pin,
+        }
+
+    @property
+    def pin(self) -> dict | None:
+        """The golden-copy pin on this backup, or None."""
+        label = self.metadata.get(META_PIN_LABEL)
+        if not label:
+            return None
+        return {
+            "label": label,
+            "note": self.metadata.get(META_PIN_NOTE) or None,
+            "by": self.metadata.get(META_PINNED_BY) or None,
+            "at": self.metadata.get(META_PINNED_AT) or None,
         }
 
 
@@ -203,6 +277,15 @@ class Catalog:
             return self._service.get_share_client(share).get_share_stats()
         except HttpResponseError as exc:
             raise _storage_error(exc, f"read the size of share '{share}'") from exc
+
+    def untag(self, share: str, names: tuple[str, ...], current: dict[str, str]) -> None:
+        """Remove metadata from a share's (``current``: its metadata as just read)."""
+        try:
+            self._service.get_share_client(share).set_share_metadata(
+                {k: v for k, v in current.items() if k not in names}
+            )
+        except HttpResponseError as exc:
+            raise _storage_error(exc, f"untag share '{share}'") from exc
 
     def tag(self, share: str, metadata: dict[str, str], current: dict[str, str] | None = None) -> None:
         """Add metadata to a share's; ``current`` is its metadata as just listed (saves a read)."""

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from . import errors
 from .jobs import Job
 from .redaction import redact
+from .coverage import Before
 from .restore_checks import RestoreRequest
 from .service import BackupService
 
@@ -98,8 +99,19 @@ class Cli:
         return status
 
     def cmd_restore(self, service: BackupService, args: argparse.Namespace) -> int:
+        before = None
+        if args.before_txid is not None or args.before is not None:
+            before = Before.parse(args.before_txid, args.before)
         request = RestoreRequest(
-            args.target, args.share, args.region, args.replace, args.confirm, trigger="cli", caller="cli"
+            args.target,
+            args.share,
+            args.region,
+            args.replace,
+            args.confirm,
+            trigger="cli",
+            caller="cli",
+            before=before,
+            label=args.label,
         )
         if args.dry_run:
             check = service.check_restore(request)
@@ -109,6 +121,8 @@ class Cli:
                 + f": {'all preconditions hold' if check.ok else 'REFUSED'} (dry run, nothing done)"
             ]
             lines += [f"  {'ok  ' if c['ok'] else 'FAIL'} {c['check']}: {c['detail']}" for c in check.checks]
+            if check.choice:
+                lines += [f"  passed over {item['share']}: {item['reason']}" for item in check.choice.passed_over]
             self.emit(args, check.to_dict(), "\n".join(lines))
             return 0 if check.ok else 1
         job = service.start_restore(request)
@@ -117,9 +131,23 @@ class Cli:
             job = service.follow(job, self.progress)
         return self._started_or_done(service, args, job)
 
-    def cmd_list(self, service: BackupService, args: argparse.Namespace) -> int:
-        target, backups = service.list_backups(args.target)
-        rows = [b.to_dict() for b in backups]
+    def cmd_find(self, service: BackupService, args: argparse.Namespace) -> int:
+        """The verified backups that hold a transaction (restore the newest one before it instead)."""
+        return self.cmd_list(service, args, contains_txid=args.txid)
+
+    def cmd_pin(self, service: BackupService, args: argparse.Namespace) -> int:
+        backup = service.pins.pin(args.target, args.share, args.label, args.note, "cli", "cli")
+        self.emit(args, backup.to_dict(), f"{backup.share} pinned as '{args.label}': retention keeps it")
+        return 0
+
+    def cmd_unpin(self, service: BackupService, args: argparse.Namespace) -> int:
+        backup = service.pins.unpin(args.target, args.share, "cli", "cli")
+        self.emit(args, backup.to_dict(), f"{backup.share} is not pinned: retention decides its fate")
+        return 0
+
+    def cmd_list(self, service: BackupService, args: argparse.Namespace, contains_txid: str | None = None) -> int:
+        target, backups = service.list_backups(args.target, contains_txid)
+        rows = [{**b.to_dict(), **_ledger_columns(b.to_dict())} for b in backups]
         self.emit(
             args,
             {"target": target.resource_id, "backups": rows},
@@ -133,6 +161,8 @@ class Cli:
                     ("restorable", "RESTORABLE"),
                     ("restorableDaysLeft", "DAYS LEFT"),
                     ("outcome", "OUTCOME"),
+                    ("seqnos", "LEDGER (SEQNO)"),
+                    ("pinLabel", "PINNED AS"),
                     ("trigger", "TRIGGER"),
                 ],
             ),
@@ -240,6 +270,12 @@ class Cli:
         return 0
 
 
+def _ledger_columns(row: dict) -> dict:
+    ledger, pin = row.get("ledger") or {}, row.get("pin") or {}
+    seqnos = f"{ledger['firstSeqno'] or 1}-{ledger['lastSeqno']}" if ledger.get("lastSeqno") is not None else ""
+    return {"seqnos": seqnos, "pinLabel": pin.get("label", "")}
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m mccf_backup", description="Back up and restore Azure Managed CCF.")
     root.add_argument("--json", action="store_true", help="machine-readable output")
@@ -251,6 +287,11 @@ def parser() -> argparse.ArgumentParser:
     restore = commands.add_parser("restore", help="restore a deleted target from a backup")
     restore.add_argument("--target", required=True)
     restore.add_argument("--share", help="the backup share (default: the newest restorable one)")
+    restore.add_argument("--label", help="the backup pinned (golden copy) under this label")
+    restore.add_argument(
+        "--before-txid", metavar="VIEW.SEQNO", help="the newest verified backup ending before this transaction"
+    )
+    restore.add_argument("--before", metavar="TIME", help="the newest verified backup taken before this time (UTC)")
     restore.add_argument("--region", help="restore region (default: RESTORE_REGION, else the backup's location)")
     restore.add_argument("--dry-run", action="store_true", help="check every precondition and show the plan")
     restore.add_argument(
@@ -262,6 +303,17 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--wait", action="store_true")
     listing = commands.add_parser("list", help="the backups of a target")
     listing.add_argument("--target", required=True)
+    find = commands.add_parser("find", help="the verified backups that hold a transaction")
+    find.add_argument("--target", required=True)
+    find.add_argument("--txid", required=True, metavar="VIEW.SEQNO")
+    pin = commands.add_parser("pin", help="keep a backup as a golden copy: retention never deletes it")
+    pin.add_argument("share", metavar="SHARE")
+    pin.add_argument("--target", required=True)
+    pin.add_argument("--label", required=True, help="the name to restore it by (restore --label)")
+    pin.add_argument("--note", help="why it is kept")
+    unpin = commands.add_parser("unpin", help="give a pinned backup back to retention")
+    unpin.add_argument("share", metavar="SHARE")
+    unpin.add_argument("--target", required=True)
     jobs = commands.add_parser("jobs", help="job history, newest first (moves on jobs whose next step is due)")
     jobs.add_argument("--target")
     jobs.add_argument("--limit", type=int, default=20)
@@ -275,7 +327,19 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--share", help="the backup share (default: the newest good one of --target)")
     commands.add_parser("status", help="health per target")
     commands.add_parser("sweep", help="move on jobs whose next step is overdue; end jobs past their deadline")
-    for sub in (backup, restore, listing, jobs, prune, verify, commands.choices["status"], commands.choices["sweep"]):
+    for sub in (
+        backup,
+        restore,
+        listing,
+        find,
+        pin,
+        unpin,
+        jobs,
+        prune,
+        verify,
+        commands.choices["status"],
+        commands.choices["sweep"],
+    ):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return root
 

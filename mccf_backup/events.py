@@ -27,6 +27,7 @@ PRUNE_DELETED = "prune.deleted"
 PRUNE_CAPPED = "prune.capped"
 HEALTH_RPO_BREACH = "health.rpo_breach"
 HEALTH_RESTORE_WINDOW_CLOSING = "health.restore_window_closing"
+HEALTH_PIN_RESTORE_WINDOW_CLOSING = "health.pin_restore_window_closing"
 ALL = (
     BACKUP_ATTEMPT,
     BACKUP_SUCCESS,
@@ -40,6 +41,7 @@ ALL = (
     PRUNE_CAPPED,
     HEALTH_RPO_BREACH,
     HEALTH_RESTORE_WINDOW_CLOSING,
+    HEALTH_PIN_RESTORE_WINDOW_CLOSING,
 )
 
 

@@ -32,6 +32,9 @@ JOB_ID = re.compile(r"[0-9]{13}[0-9a-f]{8}")  # [0-9]: \d is any script's digits
 # RFC 9110 field values are visible ASCII; 255 is the limit Azure API Management and Stripe use too.
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 MAX_CALLER_LENGTH = 256
+# A golden copy's label: what an operator names it by ('reference-data-2026-11').
+PIN_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+MAX_PIN_NOTE_LENGTH = 256
 
 
 def target_reference(value: object) -> str:
@@ -68,6 +71,21 @@ def confirmation(value: object) -> str:
     if isinstance(value, str) and APP_NAME.fullmatch(value):
         return value
     raise InvalidRequest("'confirm' must repeat the instance's app name exactly.", field="confirm")
+
+
+def pin_label(value: object) -> str:
+    if isinstance(value, str) and PIN_LABEL.fullmatch(value):
+        return value
+    raise InvalidRequest(
+        "A label is 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit.", field="label"
+    )
+
+
+def pin_note(value: object) -> str:
+    """A free-text note on a pin, stored in share metadata: printable ASCII, at most 256 characters."""
+    if isinstance(value, str) and len(value) <= MAX_PIN_NOTE_LENGTH and value.isascii() and value.isprintable():
+        return value
+    raise InvalidRequest(f"A note is printable ASCII of at most {MAX_PIN_NOTE_LENGTH} characters.", field="note")
 
 
 def job_id(value: object) -> str:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from . import catalog as cat
 from . import clock, inputs
 from .catalog import Backup
+from .coverage import Before, Choice, choose_before
 from .errors import BackupTooOld, InstanceExists, MccfBackupError, NoRestorableBackup, ReplaceNeedsNewestBackup
-from .errors import ReplaceNotAllowed, ReplaceNotConfirmed, RestoreRegionRequired, VerificationFailed
+from .errors import InvalidRequest, ReplaceNotAllowed, ReplaceNotConfirmed, RestoreRegionRequired
+from .errors import VerificationFailed
 from .run import Run
 from .targets import Target
 
@@ -29,12 +31,18 @@ class RestoreRequest:
     confirm: str | None = None  # the instance's name, repeated, to confirm a replace
     trigger: str = "cli"
     caller: str | None = None
+    before: Before | None = None  # the newest verified backup ending before a transaction or a time
+    label: str | None = None  # the backup pinned (golden copy) under this label
 
     def __post_init__(self) -> None:
         """Every field a caller sent, checked by the one set of rules before anything uses it."""
         inputs.target_reference(self.target)
+        if sum(choice is not None for choice in (self.share, self.before, self.label)) > 1:
+            raise InvalidRequest("Name the backup one way: a share, a label, or a point to restore before.")
         if self.share is not None:
             inputs.share_name(self.share)
+        if self.label is not None:
+            inputs.pin_label(self.label)
         if self.region is not None:
             inputs.region(self.region)
         if self.confirm is not None:
@@ -48,6 +56,8 @@ class RestoreRequest:
             "region": self.region,
             "replace": self.replace,
             "confirm": self.confirm,
+            "before": str(self.before) if self.before else None,
+            "label": self.label,
         }
 
 
@@ -59,6 +69,7 @@ class RestoreCheck:
     backup: Backup | None = None
     region: str | None = None
     replacing: bool = False  # a replace-restore that will delete the live instance first
+    choice: Choice | None = None  # how a restore-before picked its backup
 
     def add(self, name: str, ok: bool, detail: str, error: MccfBackupError | None = None) -> None:
         if not ok and error is not None:
@@ -86,6 +97,7 @@ class RestoreCheck:
             "replacesLiveInstance": self.replacing,
             "backup": self.backup.to_dict() if self.backup else None,
             "checks": self.checks,
+            **({"before": self.choice.to_dict()} if self.choice else {}),
         }
 
 
@@ -96,11 +108,32 @@ def check_restore(run: Run, request: RestoreRequest) -> RestoreCheck:
     now = clock.utcnow()
     check = RestoreCheck(target)
     backup: Backup | None = None
-    good = [b for b in catalog.backups(target) if b.good]  # listed once for every check below
+    listed = catalog.backups(target)  # listed once for every check below
+    good = [b for b in listed if b.good]
     try:
         if request.share:
             backup = catalog.get(target, request.share)
             check.add("backup_exists", True, f"share '{request.share}' is a backup of {target.name}")
+        elif request.label:
+            backup = _pinned(listed, target, request.label)
+            check.add("backup_exists", True, f"'{request.label}' is pinned on {backup.share}")
+        elif request.before:
+            check.choice = choose_before(listed, request.before, now)
+            backup = check.choice.backup
+            if backup is None:
+                raise NoRestorableBackup(
+                    f"No restorable, verified backup of '{target.name}' ends before {request.before} "
+                    f"({len(check.choice.passed_over)} looked at; 'before.passedOver' says why each was not chosen).",
+                    target=str(target),
+                    field="before",
+                )
+            given_up = check.choice.given_up
+            check.add(
+                "backup_before",
+                True,
+                f"newest verified backup ending before {request.before}: {backup.share}"  # type: ignore[union-attr]
+                + (f"; {given_up} later transactions are given up" if given_up else ""),
+            )
         else:
             restorable = [b for b in good if b.restorable(now)]
             if not restorable:
@@ -152,6 +185,13 @@ def check_restore(run: Run, request: RestoreRequest) -> RestoreCheck:
             ),
         )
     return check
+
+
+def _pinned(backups: list[Backup], target: Target, label: str) -> Backup:
+    for backup in backups:
+        if (backup.pin or {}).get("label") == label:
+            return backup
+    raise NoRestorableBackup(f"No backup of '{target.name}' is pinned as '{label}'.", target=str(target), field="label")
 
 
 def _check_backup(check: RestoreCheck, backup: Backup, good: list[Backup], now) -> None:

@@ -7,8 +7,8 @@ policy says, these invariants hold:
 
 - the newest successful backup, and the newest verified one, are never deleted;
 - a backup whose operation may still be running, or younger than the minimum age, is kept;
-- a share that is not a backup of the target, or one on hold (a failed verification is evidence),
-  is never touched;
+- a share that is not a backup of the target, one on hold (a failed verification is evidence) or
+  a pinned one (a golden copy) is never touched;
 - no more than ``max_delete_fraction`` of a target's backups are deleted in one run unless the
   operator overrides: past the cap nothing is deleted and the plan says why.
 """
@@ -48,6 +48,7 @@ class Candidate:
     running: bool = False
     belongs: bool = True  # name pattern and metadata both say it is this target's backup
     hold: str | None = None  # a reason never to delete it (e.g. failed verification: evidence)
+    pin: str | None = None  # the label of a golden copy: kept whatever the policy says
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def plan_retention(
             protected[backup.share].append("its backup operation may still be running")
         if backup.hold:
             protected[backup.share].append(backup.hold)
+        if backup.pin:
+            protected[backup.share].append(f"pinned as '{backup.pin}' (a golden copy)")
         if now - backup.created < dt.timedelta(hours=policy.min_age_hours):
             protected[backup.share].append(f"younger than the minimum age ({policy.min_age_hours} h)")
     if good:

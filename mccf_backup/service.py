@@ -18,7 +18,9 @@ from .arm import ManagedCcfClient
 from .backup import Backups
 from .catalog import Backup
 from .jobs import Job, JobTable
+from .coverage import TxId, containing
 from .operations import Operations, SweepResult
+from .pins import Pins
 from .restore import Restores
 from .restore_checks import RestoreCheck, RestoreRequest, check_restore
 from .run import Run, ThreadSetup
@@ -46,6 +48,7 @@ class BackupService:
         self.backups = Backups(self.run, self.operations)
         self.restores = Restores(self.run, self.operations)
         self.upkeep = Upkeep(self.run, self.operations)
+        self.pins = Pins(self.run, self.operations)  # golden copies: service.pins.pin / unpin
         self.scheduler = Scheduler(self.run, self.operations, self.backups)
         self.operations.register("backup", self.backups)
         self.operations.register("restore", self.restores)
@@ -61,23 +64,14 @@ class BackupService:
     ) -> Job:
         """Start a backup (or return the one running for the target); with a key, at most once per key."""
         target = self.targets.resolve(reference)
-        body = {"target": target.resource_id.lower()}
-        return self.run.keys.start_once(
-            "backups",
-            idempotency_key,
-            body,
-            lambda job_id: self.backups.start(target, trigger, caller, job_id)[0],
-        )
+        start = lambda job_id: self.backups.start(target, trigger, caller, job_id)[0]  # noqa: E731
+        return self.run.keys.start_once("backups", idempotency_key, {"target": target.resource_id.lower()}, start)
 
     def start_restore(self, request: RestoreRequest, *, idempotency_key: str | None = None) -> Job:
         """Start a restore after every check; refused while any operation runs on the target."""
         target = self.targets.resolve(request.target)
-        return self.run.keys.start_once(
-            "restores",
-            idempotency_key,
-            request.fingerprint(target.resource_id),
-            lambda job_id: self.restores.start(request, job_id),
-        )
+        start = lambda job_id: self.restores.start(request, job_id)  # noqa: E731
+        return self.run.keys.start_once("restores", idempotency_key, request.fingerprint(target.resource_id), start)
 
     def check_restore(self, request: RestoreRequest) -> RestoreCheck:
         return check_restore(self.run, request)
@@ -120,9 +114,12 @@ class BackupService:
         return self.backups.reconcile(target)
 
     # --- queries and upkeep ---
-    def list_backups(self, reference: str) -> tuple[Target, list[Backup]]:
+    def list_backups(self, reference: str, contains_txid: str | None = None) -> tuple[Target, list[Backup]]:
+        """The target's backups, newest first; with ``contains_txid``, only the verified ones holding it."""
         target = self.targets.resolve(reference)
-        return target, self.run.catalog().backups(target)
+        txid = TxId.parse(contains_txid) if contains_txid is not None else None
+        backups = self.run.catalog().backups(target)
+        return target, containing(backups, txid) if txid else backups
 
     def list_jobs(self, reference: str | None = None, limit: int = 50) -> list[Job]:
         target = self.targets.resolve(reference).resource_id if reference else None
@@ -141,7 +138,7 @@ class BackupService:
         return self.upkeep.run_verifications(trigger)
 
     def health(self) -> list[dict]:
-        return self.upkeep.health()
+        return self.upkeep.health() + self.pins.closing(self.settings.pin_warning_days)
 
     def status(self) -> list[dict]:
         return self.upkeep.status()

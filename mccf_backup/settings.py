@@ -30,6 +30,7 @@ DEFAULT_OPERATIONS_QUEUE_NAME = "mccfbackup-operations"
 FANOUT_MODES = ("inline", "queue")
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
 DEFAULT_RPO_HOURS = 26
+DEFAULT_PIN_WARNING_DAYS = 14
 DEFAULT_ROLES = {
     "read": "Backup.Read",
     "backup": "Backup.Operator",
@@ -87,6 +88,7 @@ class Settings:
     easy_auth_enabled: bool = False
     roles: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     public_origin: str | None = None  # where callers reach the API: PUBLIC_BASE_URL, else WEBSITE_HOSTNAME
+    pin_warning_days: int = DEFAULT_PIN_WARNING_DAYS  # warn this long before a golden copy stops being restorable
 
     def retention_for(self, target: Target) -> RetentionPolicy:
         return self.retention_overrides.get(target.resource_id.lower(), self.retention)
@@ -202,6 +204,7 @@ class Settings:
         if queue_name == operations_queue:
             problems.append("BACKUP_QUEUE_NAME and OPERATIONS_QUEUE_NAME must name two different queues")
         verify_max = integer("VERIFY_MAX_PER_RUN", 10, 0, 1000)
+        pin_warning_days = integer("PIN_WARNING_DAYS", DEFAULT_PIN_WARNING_DAYS, 1, 89)
         restore_enabled = get("RESTORE_ENABLED").lower()
         if restore_enabled not in ("", "true", "false"):
             problems.append(f"RESTORE_ENABLED must be true or false, not '{restore_enabled}'")
@@ -263,6 +266,7 @@ class Settings:
             easy_auth_enabled=get("WEBSITE_AUTH_ENABLED").lower() == "true",
             roles=roles,
             public_origin=public_origin,
+            pin_warning_days=pin_warning_days,
         )
 
 

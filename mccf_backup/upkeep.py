@@ -16,6 +16,7 @@ from . import catalog as cat
 from . import clock, events, inputs, logs
 from .backup import SHARE_CLOCK_SKEW
 from .catalog import Backup, Catalog
+from .coverage import verdict_metadata
 from .errors import MccfBackupError, NoRestorableBackup, VerificationFailed
 from .jobs import Job, StaleJob, new_job_id
 from .lifecycle import ACCEPTED, FAILED, SUCCEEDED
@@ -97,6 +98,7 @@ class Upkeep:
             hold=(
                 "failed verification: kept as evidence" if backup.metadata.get(cat.META_VERIFIED) == "false" else None
             ),
+            pin=(backup.pin or {}).get("label"),
         )
 
     def _delete_share(self, catalog: Catalog, target: Target, share: str, reason: str, trigger: str) -> Job:
@@ -190,11 +192,7 @@ class Upkeep:
             cat.META_VERIFIED_AT: clock.utcnow().isoformat(),
             cat.META_VERIFY_REASON: cat.metadata_text("; ".join(report.reasons)) or "valid",
         }
-        if report.last_seqno is not None:
-            metadata[cat.META_LAST_SEQNO] = str(report.last_seqno)
-        if report.service_identity:
-            metadata[cat.META_SERVICE_IDENTITY] = report.service_identity
-        return metadata
+        return {**metadata, **verdict_metadata(report)}  # what the ledger covers, for restore-before and find
 
     def _end_verify(
         self,

@@ -36,8 +36,18 @@ negative.config.generation.update(modes=[GenerationMode.NEGATIVE])
 stateful = schemathesis.openapi.from_path(str(REPO / "functions" / "openapi.json"))
 stateful.config.generation.update(modes=[GenerationMode.POSITIVE])
 # Valid by the schema is not valid by the state of things: a share of another app (400), a backup
-# past the 90-day limit (422) or a target that is gone (404) are refused by what the app looks up.
-stateful.config.checks.positive_data_acceptance.expected_statuses = ["2XX", "3XX", "400", "404", "409", "422"]
+# past the 90-day limit (422), a target that is gone (404) or a replace the settings forbid (403) are
+# refused by what the app looks up.
+stateful.config.checks.positive_data_acceptance.expected_statuses = [
+    "2XX",
+    "3XX",
+    "400",
+    "401",
+    "403",
+    "404",
+    "409",
+    "422",
+]
 
 
 def backend_calls(emulator) -> int:

@@ -21,6 +21,7 @@ candidates = st.builds(
     running=st.booleans(),
     belongs=st.booleans(),
     hold=st.sampled_from([None, None, "evidence"]),
+    pin=st.sampled_from([None, None, None, "reference-data"]),
 )
 catalogs = st.lists(candidates, max_size=60, unique_by=lambda c: c.share)
 policies = st.builds(
@@ -60,6 +61,7 @@ def test_invariants_hold_for_any_catalog_and_policy(backups, policy, override):
             backup.running
             or not backup.belongs
             or backup.hold
+            or backup.pin  # a golden copy, whatever the policy and even with the override
             or NOW - backup.created < dt.timedelta(hours=policy.min_age_hours)
         ):
             assert backup.share not in gone
@@ -113,3 +115,12 @@ def test_maximum_age_deletes_old_backups_that_rules_would_keep():
     plan = plan_retention(backups, policy, NOW)
     assert {d.share for d in plan.deletions} == {"app-2", "app-3", "app-4", "app-5"}
     assert "maximum age" in next(d for d in plan.decisions if d.share == "app-3").reasons[0]
+
+
+@given(policies, st.booleans())
+def test_a_pinned_backup_outlives_any_policy_however_old(policy, override):
+    old_pinned = Candidate("app-pinned", NOW - dt.timedelta(days=3650), verified=True, pin="reference-data")
+    others = [Candidate(f"app-{n}", NOW - dt.timedelta(days=n)) for n in range(1, 40)]
+    plan = plan_retention([old_pinned, *others], policy, NOW, override=override)
+    (decision,) = [d for d in plan.decisions if d.share == "app-pinned"]
+    assert not decision.delete and any("pinned as 'reference-data'" in reason for reason in decision.reasons)

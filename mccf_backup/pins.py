@@ -1,0 +1,99 @@
+"""Golden copies: backups someone names and keeps on purpose, the second reason Microsoft gives for
+backing up a Managed CCF ("add reference data ... use the copy later to create a fresh resource").
+
+A pin is share metadata (label, note, who, when), so it survives a lost job table and is seen by
+every reader of the catalog: retention never deletes a pinned backup, a restore can name it by its
+label, and the health timer warns before Managed CCF's 90-day restore limit closes on it, since a
+golden copy that can no longer be restored is only a souvenir. Pinning and unpinning are recorded
+in the job history like every change the app makes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import catalog as cat
+from . import clock, events, inputs
+from .catalog import Backup
+from .errors import InvalidRequest, PinLabelInUse
+from .jobs import Job, new_job_id
+from .lifecycle import SUCCEEDED
+from .operations import Operations
+from .run import Run
+
+
+class Pins:
+    def __init__(self, run: Run, operations: Operations) -> None:
+        self.run = run
+        self.ops = operations
+
+    def pin(
+        self, reference: str, share: str, label: str, note: str | None, trigger: str, caller: str | None = None
+    ) -> Backup:
+        """Pin ``share`` as ``label``; a label names one backup of a target at a time."""
+        target = self.run.targets.resolve(reference)
+        inputs.share_name(share)
+        inputs.pin_label(label)
+        if note is not None:
+            inputs.pin_note(note)
+        catalog = self.run.catalog()
+        backup = catalog.get(target, share)
+        if not backup.good:
+            raise InvalidRequest(
+                f"'{share}' failed (its job or its verification); pin a good backup.", target=str(target), field="share"
+            )
+        holder = next(
+            (b for b in catalog.backups(target) if (b.pin or {}).get("label") == label and b.share != share), None
+        )
+        if holder is not None:
+            raise PinLabelInUse(
+                f"'{label}' already pins {holder.share} of {target.name}; unpin it first, or choose another label.",
+                target=str(target),
+                field="label",
+            )
+        metadata = {
+            cat.META_PIN_LABEL: label,
+            cat.META_PINNED_BY: cat.metadata_text(caller or trigger, 256),
+            cat.META_PINNED_AT: clock.utcnow().isoformat(),
+            **({cat.META_PIN_NOTE: note} if note else {}),
+        }
+        current = {k: v for k, v in backup.metadata.items() if k not in cat.PIN_METADATA}  # a new pin, whole
+        catalog.tag(share, metadata, current)
+        self._record("pin", target.resource_id, share, trigger, caller, f"pinned as '{label}'")
+        return catalog.get(target, share)
+
+    def unpin(self, reference: str, share: str, trigger: str, caller: str | None = None) -> Backup:
+        """Remove the pin; the backup is retention's again. Unpinning an unpinned backup changes nothing."""
+        target = self.run.targets.resolve(reference)
+        inputs.share_name(share)
+        catalog = self.run.catalog()
+        backup = catalog.get(target, share)
+        if backup.pin is None:
+            return backup
+        catalog.untag(share, cat.PIN_METADATA, backup.metadata)
+        self._record("unpin", target.resource_id, share, trigger, caller, f"unpinned '{backup.pin['label']}'")
+        return catalog.get(target, share)
+
+    def _record(self, kind: str, target: str, share: str, trigger: str, caller: str | None, reason: str) -> Job:
+        job = Job(new_job_id(), kind, target, trigger, caller=caller, state=SUCCEEDED, share=share, reason=reason)
+        return self.ops.record(job)
+
+    def closing(self, warn_days: int) -> list[dict]:
+        """Pinned backups within ``warn_days`` of the 90-day restore limit (or past it): one event each."""
+        now = clock.utcnow()
+        catalog = self.run.catalog()
+        findings = []
+        for target in self.run.targets:
+            for backup in catalog.backups(target):
+                if backup.pin is None or backup.days_left(now) > warn_days:
+                    continue
+                finding = {
+                    "target": target.resource_id,
+                    "share": backup.share,
+                    "label": backup.pin["label"],
+                    "daysLeft": backup.days_left(now),
+                    "restorable": backup.restorable(now),
+                }
+                findings.append({"event": events.HEALTH_PIN_RESTORE_WINDOW_CLOSING, **finding})
+                events.emit(events.HEALTH_PIN_RESTORE_WINDOW_CLOSING, logging.WARNING, **finding)
+        return findings

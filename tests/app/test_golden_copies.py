@@ -1,0 +1,165 @@
+"""The two reasons Microsoft gives for backing up a Managed CCF, end to end on real CCF ledgers:
+restore to before a bad transaction, and keep a golden copy that retention never deletes."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from azure.mgmt.confidentialledger.models import ManagedCCFBackup
+
+from mccf_backup.service import BackupService
+
+from ..emulator.helpers import file_service_sas_url, mgmt_client
+
+from .test_http_api import assert_problem
+from .test_verify_flow import share_client, use_fixture
+
+
+@pytest.fixture
+def growing(app_env, emulator):
+    """Three verified backups of one target, of one ledger that grows between them."""
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    use_fixture(emulator, target, fixture="expired_service", chunks=1)  # 1-4, then 5-15, then 16-26
+    service = BackupService.from_environment()
+    shares = [service.backup(target, "cli").share for _ in range(3)]
+    for share in shares:
+        job, report = service.verify(target, share)
+        assert report.valid, report.reasons
+    backups = {b.share: b.to_dict() for b in service.list_backups(target)[1]}
+    ledgers = [backups[share]["ledger"] for share in shares]
+    assert ledgers[0]["lastSeqno"] < ledgers[1]["lastSeqno"] < ledgers[2]["lastSeqno"]  # it grew
+    assert all(ledger["firstSeqno"] == 1 and ledger["lastSignedTxid"] for ledger in ledgers)
+    return target, shares, ledgers
+
+
+def test_restore_before_a_transaction_picks_the_newest_backup_that_ends_before_it(api, growing):
+    target, (first, second, third), ledgers = growing
+    bad = ledgers[1]["lastSeqno"]  # a transaction the second and third backups hold, the first does not
+    answer = api("POST", "restores", json={"target": target, "before": {"txid": f"2.{bad}"}, "dryRun": True})
+    assert answer.status_code == 200, answer.text
+    plan = answer.json()
+    assert plan["share"] == first and plan["before"]["share"] == first
+    assert plan["before"]["transactionsGivenUp"] == ledgers[2]["lastSeqno"] - ledgers[0]["lastSeqno"]
+    assert [item["share"] for item in plan["before"]["passedOver"]] == [third, second]
+    assert all(f"contains seqno {bad}" in item["reason"] for item in plan["before"]["passedOver"])
+    found = api("GET", "backups", params={"target": target, "containsTxid": f"2.{bad}"}).json()["backups"]
+    assert [b["share"] for b in found] == [third, second]
+
+
+def test_restore_before_a_time_and_a_transaction_no_backup_precedes(api, growing):
+    target, (first, second, third), _ = growing
+    created = {b["share"]: b["created"] for b in api("GET", "backups", params={"target": target}).json()["backups"]}
+    plan = api("POST", "restores", json={"target": target, "before": {"time": created[third]}, "dryRun": True})
+    assert plan.status_code == 200 and plan.json()["share"] == second
+    refused = api("POST", "restores", json={"target": target, "before": {"txid": "2.1"}, "dryRun": True}).json()
+    assert refused["ok"] is False and refused["share"] is None
+    assert [c["code"] for c in refused["checks"] if not c["ok"]][0] == "no_restorable_backup"
+    assert len(refused["before"]["passedOver"]) == 3
+    body = {"target": target, "before": {"txid": "2.1"}}
+    assert_problem(api("POST", "restores", json=body), 404, "no_restorable_backup")
+    for before in ({"txid": "4"}, {"time": "yesterday"}, {"txid": "2.5", "time": created[first]}, {}):
+        assert_problem(api("POST", "restores", json={"target": target, "before": before}), 400, "invalid_request")
+
+
+def test_an_unverified_backup_is_passed_over_with_the_reason(api, app_env, emulator):
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    share = BackupService.from_environment().backup(target, "cli").share
+    plan = api("POST", "restores", json={"target": target, "before": {"txid": "9.99999"}, "dryRun": True}).json()
+    assert plan["before"]["passedOver"] == [
+        {"share": share, "reason": "not verified yet: its ledger range is not known"}
+    ]
+
+
+def test_a_golden_copy_survives_retention_restores_by_label_and_warns_before_90_days(
+    api, app_env, emulator, monkeypatch, caplog
+):
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    rg, app = target.split("/")[4], target.rsplit("/", 1)[1]
+    emulator.clock.advance(days=-80)  # the service stamps the share 80 days ago
+    try:
+        mgmt_client(emulator).managed_ccf.begin_backup(
+            rg, app, ManagedCCFBackup(uri=file_service_sas_url(emulator))
+        ).result()
+    finally:
+        emulator.clock.reset()
+    service = BackupService.from_environment()
+    newer = service.backup(target, "cli").share  # and adopts the older share, which no job claimed
+    (golden,) = [b.share for b in service.list_backups(target)[1] if b.share != newer]
+    pinned = api("POST", f"backups/{golden}/pin", json={"target": target, "label": "reference-data", "note": "v1"})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["pin"]["label"] == "reference-data" and pinned.json()["pin"]["note"] == "v1"
+    metadata = share_client(emulator, golden).get_share_properties().metadata  # survives a lost job table
+    assert metadata["mccfbackup_pin_label"] == "reference-data"
+    taken = api("POST", f"backups/{newer}/pin", json={"target": target, "label": "reference-data"})
+    assert_problem(taken, 409, "pin_label_in_use")
+    assert_problem(api("POST", f"backups/{newer}/pin", json={"target": target, "label": "a b"}), 400, "invalid_request")
+
+    for name, value in {"RETENTION_KEEP_LAST": "0", "RETENTION_DAILY": "0", "RETENTION_WEEKLY": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RETENTION_MONTHLY", "0")
+    monkeypatch.setenv("RETENTION_MIN_AGE_HOURS", "0")
+    monkeypatch.setenv("RETENTION_MAX_DELETE_FRACTION", "1")
+    (plan,) = BackupService.from_environment().prune(target, apply=True)
+    decision = next(d for d in plan.plan.decisions if d.share == golden)
+    assert not decision.delete and "pinned as 'reference-data' (a golden copy)" in decision.reasons
+
+    dry = api("POST", "restores", json={"target": target, "label": "reference-data", "dryRun": True}).json()
+    assert dry["share"] == golden
+
+    caplog.set_level(logging.INFO, logger="mccf_backup.events")
+    findings = BackupService.from_environment().health()
+    closing = [f for f in findings if f["event"] == "health.pin_restore_window_closing"]
+    assert closing == [
+        {
+            "event": "health.pin_restore_window_closing",
+            "target": target,
+            "share": golden,
+            "label": "reference-data",
+            "daysLeft": closing[0]["daysLeft"],
+            "restorable": True,
+        }
+    ]
+    assert 9 <= closing[0]["daysLeft"] <= 10  # 80 days and the minutes the test took
+    assert "health.pin_restore_window_closing" in caplog.text
+
+    unpinned = api("POST", f"backups/{golden}/unpin", json={"target": target})
+    assert unpinned.status_code == 200 and unpinned.json()["pin"] is None
+    assert "mccfbackup_pin_label" not in share_client(emulator, golden).get_share_properties().metadata
+    kinds = [(j.kind, j.share) for j in BackupService.from_environment().list_jobs(target)]
+    assert ("pin", golden) in kinds and ("unpin", golden) in kinds
+
+
+def test_unpinning_needs_the_restore_role_pinning_the_backup_role(api, app_env, monkeypatch):
+    from .test_authorization import principal
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    share = BackupService.from_environment().backup(target, "cli").share
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    operator = principal("ops", "Backup.Operator")
+    body = {"target": target, "label": "keep"}
+    assert api("POST", f"backups/{share}/pin", json=body, headers=operator).status_code == 200
+    refused = api("POST", f"backups/{share}/unpin", json={"target": target}, headers=operator)
+    assert_problem(refused, 403, "role_missing")
+    restorer = principal("lead", "Restore.Operator")
+    assert api("POST", f"backups/{share}/unpin", json={"target": target}, headers=restorer).status_code == 200
+
+
+def test_the_cli_finds_restores_before_and_pins(growing):
+    from .test_verify_flow import run_cli
+
+    target, (first, second, third), ledgers = growing
+    app = target.rsplit("/", 1)[1]
+    bad = f"2.{ledgers[1]['lastSeqno']}"
+    code, out, _ = run_cli("find", "--target", app, "--txid", bad)
+    assert code == 0 and third in out and second in out and first not in out
+    assert f"1-{ledgers[2]['lastSeqno']}" in out  # the LEDGER (SEQNO) column
+    code, out, _ = run_cli("restore", "--target", app, "--before-txid", bad, "--dry-run")
+    assert f"from {first}" in out and f"passed over {third}: contains seqno" in out
+    code, out, _ = run_cli("pin", first, "--target", app, "--label", "before-incident", "--note", "INC-42")
+    assert code == 0 and "pinned as 'before-incident'" in out
+    code, out, err = run_cli("restore", "--target", app, "--label", "before-incident", "--share", first, "--dry-run")
+    assert code == 2 and "invalid_request" in err  # one way to name the backup
+    code, out, _ = run_cli("unpin", first, "--target", app)
+    assert code == 0 and "not pinned" in out
