@@ -71,6 +71,18 @@ def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
     return _accepted(req, job, service.settings.public_origin)
 
 
+@bp.route(route="backups/{share}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def describe_backup(req: func.HttpRequest) -> func.HttpResponse:
+    """What a backup holds, without reading its ledger (the CLI's inspect reads it: minutes, not a request's)."""
+    service = service_from_environment()
+    authorize(req.headers, "read", service.settings)
+    reference = req.params.get("target")
+    if not reference:
+        raise errors.InvalidRequest("Query parameter 'target' (app name or resource ID) is required.", field="target")
+    return json_response(service.inspect(reference, req.route_params.get("share", ""), read_ledger=False))
+
+
 @bp.route(route="backups/{share}/pin", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def pin_backup(req: func.HttpRequest) -> func.HttpResponse:

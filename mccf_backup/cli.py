@@ -135,6 +135,35 @@ class Cli:
         """The verified backups that hold a transaction (restore the newest one before it instead)."""
         return self.cmd_list(service, args, contains_txid=args.txid)
 
+    def cmd_inspect(self, service: BackupService, args: argparse.Namespace) -> int:
+        """What a backup holds: its files, chunks, ledger range, table writes and governance history."""
+        found = service.inspect(args.target, args.share, progress=None if args.json else self.bar)
+        if not args.json:
+            print(file=self.err)  # end the progress line
+        ledger = found["ledger"]
+        lines = [f"{found['share']}: {len(found['chunks'])} committed chunks, {found['bytesRead']} bytes read"]
+        lines += [
+            f"  {c['name']}  seqno {c['firstSeqno']}-{c['lastSeqno']}  {c['bytes']} bytes" for c in found["chunks"]
+        ]
+        lines += [f"  problem: {problem}" for problem in found["problems"]]
+        if ledger.get("error"):
+            lines.append(f"  the ledger reader stopped: {ledger['error']}")
+        lines.append(
+            f"ledger: seqno {ledger.get('firstSeqno')}-{ledger.get('lastSeqno')}, {ledger.get('transactions')} "
+            f"transactions, {ledger.get('signatures')} signatures (last {ledger.get('lastSignatureTxid')}), "
+            f"{ledger.get('privateTransactions')} with private (encrypted) writes"
+        )
+        lines += ["writes per public table:"] + [
+            f"  {n:>6}  {t}" for t, n in (ledger.get("publicWrites") or {}).items()
+        ]
+        lines.append("governance history:")
+        lines += [
+            f"  {e['txid']:>10}  {e['kind']:<8} {e['change']:<16} {e.get('id') or ''}"
+            for e in ledger.get("governance") or []
+        ]
+        self.emit(args, found, "\n".join(lines))
+        return 0 if not ledger.get("error") and not found["problems"] else 1
+
     def cmd_pin(self, service: BackupService, args: argparse.Namespace) -> int:
         backup = service.pins.pin(args.target, args.share, args.label, args.note, "cli", "cli")
         self.emit(args, backup.to_dict(), f"{backup.share} pinned as '{args.label}': retention keeps it")
@@ -193,24 +222,25 @@ class Cli:
         self.emit(args, [r.to_dict() for r in results], "\n".join(lines))
         return 1 if any(j.status == "failed" for r in results for j in r.jobs) else 0
 
-    def cmd_verify(self, service: BackupService, args: argparse.Namespace) -> int:
-        def bar(done: int, total: int) -> None:
-            width = 30
-            filled = int(width * done / total) if total else width
-            print(
-                f"\r  [{'#' * filled}{'.' * (width - filled)}] {done / 2**20:7.1f} / {total / 2**20:.1f} MiB",
-                end="",
-                file=self.err,
-                flush=True,
-            )
+    def bar(self, done: int, total: int) -> None:
+        """Progress over bytes on stderr, for the long reads (verify, inspect)."""
+        width = 30
+        filled = int(width * done / total) if total else width
+        print(
+            f"\r  [{'#' * filled}{'.' * (width - filled)}] {done / 2**20:7.1f} / {total / 2**20:.1f} MiB",
+            end="",
+            file=self.err,
+            flush=True,
+        )
 
+    def cmd_verify(self, service: BackupService, args: argparse.Namespace) -> int:
         share = args.share or args.share_name
         target = args.target or (
             share and next((t.resource_id for t in service.targets if share.startswith(t.share_prefix)), None)
         )
         if not target:
             raise errors.InvalidRequest("Name the backup's --target (or a share named <app>-<timestamp> of a target).")
-        job, report = service.verify(target, share, "cli", progress=None if args.json else bar)
+        job, report = service.verify(target, share, "cli", progress=None if args.json else self.bar)
         if not args.json:
             print(file=self.err)
         lines = [f"{report.share}: {report.verdict.upper()}"]
@@ -306,6 +336,9 @@ def parser() -> argparse.ArgumentParser:
     find = commands.add_parser("find", help="the verified backups that hold a transaction")
     find.add_argument("--target", required=True)
     find.add_argument("--txid", required=True, metavar="VIEW.SEQNO")
+    inspect = commands.add_parser("inspect", help="what a backup holds: files, ledger range, tables, governance")
+    inspect.add_argument("share", metavar="SHARE")
+    inspect.add_argument("--target", required=True)
     pin = commands.add_parser("pin", help="keep a backup as a golden copy: retention never deletes it")
     pin.add_argument("share", metavar="SHARE")
     pin.add_argument("--target", required=True)
@@ -332,6 +365,7 @@ def parser() -> argparse.ArgumentParser:
         restore,
         listing,
         find,
+        inspect,
         pin,
         unpin,
         jobs,

@@ -17,6 +17,7 @@ from . import clock
 from .arm import ManagedCcfClient
 from .backup import Backups
 from .catalog import Backup
+from .inspection import describe_backup, inspect_backup
 from .jobs import Job, JobTable
 from .coverage import TxId, containing
 from .operations import Operations, SweepResult
@@ -110,9 +111,6 @@ class BackupService:
     def sweep(self, setup: ThreadSetup | None = None) -> SweepResult:
         return self.operations.sweep(setup)
 
-    def reconcile(self, target: Target) -> list[Job]:
-        return self.backups.reconcile(target)
-
     # --- queries and upkeep ---
     def list_backups(self, reference: str, contains_txid: str | None = None) -> tuple[Target, list[Backup]]:
         """The target's backups, newest first; with ``contains_txid``, only the verified ones holding it."""
@@ -142,3 +140,10 @@ class BackupService:
 
     def status(self) -> list[dict]:
         return self.upkeep.status()
+
+    def inspect(self, reference: str, share: str, read_ledger: bool = True, progress=None) -> dict:
+        """What a backup holds; ``read_ledger`` reads it through (minutes for a large ledger: the CLI's)."""
+        run = self.run
+        return (
+            inspect_backup(run, reference, share, progress) if read_ledger else describe_backup(run, reference, share)
+        )

@@ -33,6 +33,7 @@ SNAPSHOT_DIR = "snapshots"
 COMMITTED = re.compile(r"ledger_(\d+)-(\d+)\.committed")
 UNCOMMITTED = re.compile(r"ledger_(\d+)(-(\d+))?(\.recovery)?")
 Progress = Callable[[int, int], None]  # bytes done, bytes total
+VALIDATOR = "mccf_backup.verify_worker"
 DOWNLOAD_CONCURRENCY = 4  # parallel range downloads of one chunk, overlapped with validating the previous
 
 
@@ -81,7 +82,7 @@ def service_identity(certificate_pem: str | None) -> str | None:
     return hashlib.sha256(certificate_pem.strip().encode()).hexdigest()
 
 
-def _list(share: ShareClient, directory: str) -> list[tuple[str, int, bool]]:
+def list_directory(share: ShareClient, directory: str) -> list[tuple[str, int, bool]]:
     try:
         return [
             (item.name, item.size or 0, item.is_directory)
@@ -133,58 +134,16 @@ def verify_share(
         raise ShareNotFound(f"Backup share '{share.share_name}' does not exist.") from exc
     except HttpResponseError as exc:
         raise AzureRequestFailed(f"Could not read share '{share.share_name}': {exc.error_code}") from exc
-    committed = check_names(report, _list(share, LEDGER_DIR))
-    report.snapshots = sorted(name for name, _, is_dir in _list(share, SNAPSHOT_DIR) if not is_dir)
+    committed = check_names(report, list_directory(share, LEDGER_DIR))
+    report.snapshots = sorted(name for name, _, is_dir in list_directory(share, SNAPSHOT_DIR) if not is_dir)
     report.chunks = [name for name, _ in committed]
-    total = sum(size for _, size in committed)
     if report.reasons:
         return _conclude(report, previous)
-    # stderr goes to a file, not a pipe: a chatty validator must not block on a full pipe nobody reads
-    errors_file = tempfile.TemporaryFile(mode="w+")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "mccf_backup.verify_worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=errors_file,
-        text=True,
-    )
     try:
-        with tempfile.TemporaryDirectory(prefix="mccf-verify-", dir=workdir) as scratch:
-            waiting: Path | None = None  # the chunk the worker has, deleted once it answers
-            for name, _ in committed:
-                local = Path(scratch) / name
-                done_before = report.bytes
-
-                def hook(current: int, _total: int | None, base: int = done_before) -> None:
-                    if progress:
-                        progress(base + current, total)
-
-                with open(local, "wb") as handle:
-                    downloader = share.get_file_client(f"{LEDGER_DIR}/{name}").download_file(
-                        max_concurrency=DOWNLOAD_CONCURRENCY, progress_hook=hook
-                    )
-                    report.bytes += downloader.readinto(handle)
-                if waiting is not None:
-                    _ack(worker, waiting)
-                worker.stdin.write(json.dumps({"chunk": str(local)}) + "\n")
-                worker.stdin.flush()
-                waiting = local
-            if waiting is not None:
-                _ack(worker, waiting)
-            worker.stdin.write(json.dumps({"end": True}) + "\n")
-            worker.stdin.close()
-            result = _read(worker).get("report")
-            worker.wait(timeout=60)
+        result, report.bytes, worker_errors = stream_chunks(share, committed, VALIDATOR, progress, workdir)
     except (AzureError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
         report.reasons.append(f"verification could not complete: {type(exc).__name__}: {redact(str(exc))[:300]}")
         return _conclude(report, previous)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        errors_file.seek(0)
-        worker_errors = errors_file.read()
-        errors_file.close()
     if result is None:
         report.reasons.append(f"the validator process failed: {redact(worker_errors)[-500:]}")
         return _conclude(report, previous)
@@ -200,6 +159,62 @@ def verify_share(
     report.validator_peak_rss_kib = result.get("peak_rss_kib")
     report.service_identity = service_identity(result["service_cert"])
     return _conclude(report, previous)
+
+
+def stream_chunks(
+    share: ShareClient,
+    committed: list[tuple[str, int]],
+    module: str,
+    progress: Progress | None = None,
+    workdir: str | None = None,
+) -> tuple[dict | None, int, str]:
+    """Download the committed chunks one at a time into a worker process (``python -m module``) that reads
+    each as it arrives; returns its final report (None if it died), the bytes read and its stderr.
+
+    The next chunk downloads while the worker reads the current one; at most two are on disk.
+    Raises what a download or the pipe raises (AzureError, OSError, ValueError, TimeoutExpired).
+    """
+    total = sum(size for _, size in committed)
+    done = 0
+    # stderr goes to a file, not a pipe: a chatty worker must not block on a full pipe nobody reads
+    errors_file = tempfile.TemporaryFile(mode="w+")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors_file, text=True
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="mccf-ledger-", dir=workdir) as scratch:
+            waiting: Path | None = None  # the chunk the worker has, deleted once it answers
+            for name, _ in committed:
+                local = Path(scratch) / name
+
+                def hook(current: int, _total: int | None, base: int = done) -> None:
+                    if progress:
+                        progress(base + current, total)
+
+                with open(local, "wb") as handle:
+                    downloader = share.get_file_client(f"{LEDGER_DIR}/{name}").download_file(
+                        max_concurrency=DOWNLOAD_CONCURRENCY, progress_hook=hook
+                    )
+                    done += downloader.readinto(handle)
+                if waiting is not None:
+                    _ack(worker, waiting)
+                worker.stdin.write(json.dumps({"chunk": str(local)}) + "\n")
+                worker.stdin.flush()
+                waiting = local
+            if waiting is not None:
+                _ack(worker, waiting)
+            worker.stdin.write(json.dumps({"end": True}) + "\n")
+            worker.stdin.close()
+            result = _read(worker).get("report")
+            worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        errors_file.seek(0)
+        worker_errors = errors_file.read()
+        errors_file.close()
+    return result, done, worker_errors
 
 
 def _read(worker: subprocess.Popen) -> dict:

@@ -44,7 +44,7 @@ def assert_nothing_lost(service: BackupService, emulator, targets: list[str]) ->
     by_target = {}
     for target_id in targets:
         target = service.targets.resolve(target_id)
-        running = service.reconcile(target)
+        running = service.backups.reconcile(target)
         assert not running, f"{target.name}: jobs still running after reconciliation: {[j.id for j in running]}"
         history = service.jobs.list(target=target.resource_id, limit=100000)
         jobs = [j for j in history if j.kind == "backup"]
