@@ -101,11 +101,30 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                 say(f"    verify timer: {'done' if verified.status_code == 202 else 'FAILED ' + verified.text}")
 
                 say(f"==> catalog of {first_app}")
-                for backup in http("GET", f"{api}/backups", params={**key, "target": first_app}).json()["backups"]:
+                catalog = http("GET", f"{api}/backups", params={**key, "target": first_app}).json()["backups"]
+                for backup in catalog:
                     say(
                         f"    {backup['share']}  trigger={backup['trigger']}  verified={backup['verified']}  "
+                        f"ledger seqno {backup['ledger']['firstSeqno']}-{backup['ledger']['lastSeqno']}  "
                         f"restorable={backup['restorable']} ({backup['restorableDaysLeft']} days left)"
                     )
+
+                bad = f"2.{catalog[0]['ledger']['lastSeqno']}"
+                say(f"==> which backup undoes transaction {bad}? (restore before it, dry run)")
+                body = {"target": first_app, "before": {"txid": bad}, "dryRun": True}
+                plan = http("POST", f"{api}/restores", params=key, json=body).json()
+                if plan["before"]["share"]:
+                    given_up = plan["before"]["transactionsGivenUp"]
+                    say(f"    {plan['before']['share']}, giving up {given_up} later transactions")
+                for item in plan["before"]["passedOver"]:
+                    say(f"    passed over {item['share']}: {item['reason']}")
+
+                say(f"==> pin {catalog[-1]['share']} as a golden copy: retention never deletes it")
+                pin = {"target": first_app, "label": "reference-data", "note": "demo"}
+                pinned = http("POST", f"{api}/backups/{catalog[-1]['share']}/pin", params=key, json=pin)
+                say(
+                    f"    {pinned.status_code}: pinned as {pinned.json()['pin']['label']} by {pinned.json()['pin']['by']}"
+                )
 
                 say(f"==> restore while {first_app} exists is refused before any ARM call")
                 refused = http("POST", f"{api}/restores", params=key, json={"target": first_app})
