@@ -27,6 +27,7 @@ resource office365 'Microsoft.Web/connections@2016-06-01' = {
 
 var backupBeforeChange = loadJsonContent('../logicapp/backup-before-change.json')
 var restoreWithApproval = loadJsonContent('../logicapp/restore-with-approval.json')
+var restoreBeforeTransaction = loadJsonContent('../logicapp/restore-before-transaction.json')
 
 resource backupWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
   name: 'logic-mccfbackup-backup-before-change-${nameSuffix}'
@@ -66,5 +67,29 @@ resource restoreWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
   }
 }
 
-output workflowNames array = [backupWorkflow.name, restoreWorkflow.name]
+resource restoreBeforeWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
+  name: 'logic-mccfbackup-restore-before-transaction-${nameSuffix}'
+  location: location
+  tags: tags
+  properties: {
+    state: 'Enabled'
+    definition: restoreBeforeTransaction.definition
+    parameters: {
+      mccfBackupApi: { value: apiBaseUrl }
+      functionKey: { value: functionKey }
+      approver: { value: restoreApprover }
+      '$connections': {
+        value: {
+          office365: {
+            connectionId: office365.id
+            connectionName: office365.name
+            id: office365.properties.api.id
+          }
+        }
+      }
+    }
+  }
+}
+
+output workflowNames array = [backupWorkflow.name, restoreWorkflow.name, restoreBeforeWorkflow.name]
 output office365ConnectionName string = office365.name

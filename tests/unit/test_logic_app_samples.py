@@ -19,7 +19,11 @@ def http_actions(node: dict):
 
 def test_samples_use_documented_routes_and_fields():
     samples = sorted((REPO / "infra" / "logicapp").glob("*.json"))
-    assert {p.name for p in samples} == {"backup-before-change.json", "restore-with-approval.json"}
+    assert {p.name for p in samples} == {
+        "backup-before-change.json",
+        "restore-with-approval.json",
+        "restore-before-transaction.json",
+    }
     for path in samples:
         definition = json.loads(path.read_text())["definition"]
         assert definition["$schema"].endswith("workflowdefinition.json#")
