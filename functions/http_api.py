@@ -74,13 +74,18 @@ def verify_backup(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="backups/{share}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def describe_backup(req: func.HttpRequest) -> func.HttpResponse:
-    """What a backup holds, without reading its ledger (the CLI's inspect reads it: minutes, not a request's)."""
+    """What a backup holds; with ledger=true its ledger read through too when small enough to take seconds
+    (a larger one is the CLI's inspect: minutes are not a request's work)."""
     service = service_from_environment()
     authorize(req.headers, "read", service.settings)
     reference = req.params.get("target")
     if not reference:
         raise errors.InvalidRequest("Query parameter 'target' (app name or resource ID) is required.", field="target")
-    return json_response(service.inspect(reference, req.route_params.get("share", ""), read_ledger=False))
+    read = req.params.get("ledger", "false")
+    if read not in ("true", "false"):
+        raise errors.InvalidRequest("Query parameter 'ledger' is true or false.", field="ledger")
+    share = req.route_params.get("share", "")
+    return json_response(service.inspect(reference, share, read_ledger=read == "true", inline=True))
 
 
 @bp.route(route="backups/{share}/pin", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

@@ -14,13 +14,14 @@ import subprocess
 from azure.core.exceptions import AzureError
 
 from . import inputs
-from .errors import AzureRequestFailed
+from .errors import AzureRequestFailed, LedgerTooLargeToReadInline
 from .redaction import redact
 from .run import Run
 from .verification import COMMITTED, LEDGER_DIR, SNAPSHOT_DIR, Progress, VerificationReport, check_names, list_directory
 from .verification import stream_chunks
 
 READER = "mccf_backup.inspect_worker"
+INLINE_MAX_BYTES = 64 * 2**20  # what an HTTP request reads through: about a second at the reader's pace
 
 
 def describe_backup(run: Run, reference: str, share: str) -> dict:
@@ -50,9 +51,19 @@ def describe_backup(run: Run, reference: str, share: str) -> dict:
     }
 
 
-def inspect_backup(run: Run, reference: str, share: str, progress: Progress | None = None) -> dict:
-    """``describe_backup``, and the ledger itself read through: minutes for a large ledger, so the CLI's."""
+def inspect_backup(
+    run: Run, reference: str, share: str, progress: Progress | None = None, max_bytes: int | None = None
+) -> dict:
+    """``describe_backup``, and the ledger itself read through: minutes for a large ledger, so the CLI's;
+    an HTTP request reads it only up to ``max_bytes`` (a few seconds of work), and refuses beyond."""
     found = describe_backup(run, reference, share)
+    size = sum(chunk["bytes"] for chunk in found["chunks"])
+    if max_bytes is not None and size > max_bytes:
+        raise LedgerTooLargeToReadInline(
+            f"The ledger of '{share}' is {size} bytes, more than the {max_bytes} a request reads; run "
+            f"'python -m mccf_backup inspect {share} --target {found['target']}' instead.",
+            field="ledger",
+        )
     client = run.storage().service_client().get_share_client(share)
     committed = [(chunk["name"], chunk["bytes"]) for chunk in found["chunks"]]
     try:

@@ -17,7 +17,7 @@ from . import clock
 from .arm import ManagedCcfClient
 from .backup import Backups
 from .catalog import Backup
-from .inspection import describe_backup, inspect_backup
+from .inspection import INLINE_MAX_BYTES, describe_backup, inspect_backup
 from .jobs import Job, JobTable
 from .coverage import TxId, containing
 from .operations import Operations, SweepResult
@@ -141,9 +141,8 @@ class BackupService:
     def status(self) -> list[dict]:
         return self.upkeep.status()
 
-    def inspect(self, reference: str, share: str, read_ledger: bool = True, progress=None) -> dict:
-        """What a backup holds; ``read_ledger`` reads it through (minutes for a large ledger: the CLI's)."""
-        run = self.run
-        return (
-            inspect_backup(run, reference, share, progress) if read_ledger else describe_backup(run, reference, share)
-        )
+    def inspect(self, reference: str, share: str, read_ledger: bool = True, progress=None, inline=False) -> dict:
+        """What a backup holds; ``read_ledger`` reads it through (``inline``: only as much as a request may)."""
+        if not read_ledger:
+            return describe_backup(self.run, reference, share)
+        return inspect_backup(self.run, reference, share, progress, INLINE_MAX_BYTES if inline else None)

@@ -89,3 +89,19 @@ def test_the_api_describes_a_backup_without_reading_its_ledger(api, app_env, emu
     assert {f["path"] for f in body["files"]} >= {"ledger/ledger_1-4.committed", "ledger/ledger_5-15.committed"}
     assert body["catalog"]["share"] == share and body["problems"] == []
     assert emulator.faults.count("file", "GET", r"/ledger/ledger_") == reads_before  # no file was downloaded
+
+
+def test_the_api_reads_a_small_ledger_through_and_refuses_a_large_one(api, app_env, emulator, monkeypatch):
+    import mccf_backup.service
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    use_fixture(emulator, target, fixture="expired_service", chunks=3)
+    share = BackupService.from_environment().backup(target, "cli").share
+    read = api("GET", f"backups/{share}", params={"target": target, "ledger": "true"})
+    assert read.status_code == 200, read.text
+    assert read.json()["ledger"]["lastSeqno"] == 26 and read.json()["ledger"]["governance"]
+    assert api("GET", f"backups/{share}", params={"target": target, "ledger": "yes"}).status_code == 400
+    monkeypatch.setattr(mccf_backup.service, "INLINE_MAX_BYTES", 1000)  # as if the ledger were large
+    refused = api("GET", f"backups/{share}", params={"target": target, "ledger": "true"})
+    assert refused.status_code == 413 and refused.json()["code"] == "ledger_too_large_to_read_inline"
+    assert "python -m mccf_backup inspect" in refused.json()["detail"]
