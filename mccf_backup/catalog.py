@@ -203,7 +203,7 @@ class Catalog:
         try:
             items = list(self._service.list_shares(name_starts_with=target.share_prefix, include_metadata=True))
         except HttpResponseError as exc:
-            raise _storage_error(exc, "list backup shares") from exc
+            raise storage_error(exc, "list backup shares") from exc
         return self.backups_in(target, items)
 
     def list_all(self) -> list:
@@ -211,7 +211,7 @@ class Catalog:
         try:
             return list(self._service.list_shares(include_metadata=True))
         except HttpResponseError as exc:
-            raise _storage_error(exc, "list backup shares") from exc
+            raise storage_error(exc, "list backup shares") from exc
 
     def backups_in(self, target: Target, items: list) -> list[Backup]:
         """This target's backups among listed shares, newest first."""
@@ -233,7 +233,7 @@ class Catalog:
         except ResourceNotFoundError as exc:
             raise ShareNotFound(f"Backup share '{share}' does not exist.", target=str(target), field="share") from exc
         except HttpResponseError as exc:
-            raise _storage_error(exc, f"read share '{share}'") from exc
+            raise storage_error(exc, f"read share '{share}'") from exc
         backup = self._belongs(target, share, properties.metadata or {})
         if backup is None:
             raise ShareOfOtherTarget(
@@ -258,7 +258,7 @@ class Catalog:
             ShareLeaseClient(self._service.get_share_client(share)).acquire(lease_duration=-1)
         except HttpResponseError as exc:
             if exc.error_code != "LeaseAlreadyPresent":
-                raise _storage_error(exc, f"lease share '{share}'") from exc
+                raise storage_error(exc, f"lease share '{share}'") from exc
 
     def delete(self, share: str) -> None:
         """Break the protecting lease on purpose, then delete the share."""
@@ -270,13 +270,13 @@ class Catalog:
         except ResourceNotFoundError:
             return  # already gone: deleting is idempotent
         except HttpResponseError as exc:
-            raise _storage_error(exc, f"delete share '{share}'") from exc
+            raise storage_error(exc, f"delete share '{share}'") from exc
 
     def usage_bytes(self, share: str) -> int:
         try:
             return self._service.get_share_client(share).get_share_stats()
         except HttpResponseError as exc:
-            raise _storage_error(exc, f"read the size of share '{share}'") from exc
+            raise storage_error(exc, f"read the size of share '{share}'") from exc
 
     def untag(self, share: str, names: tuple[str, ...], current: dict[str, str]) -> None:
         """Remove metadata from a share's (``current``: its metadata as just read)."""
@@ -285,7 +285,7 @@ class Catalog:
                 {k: v for k, v in current.items() if k not in names}
             )
         except HttpResponseError as exc:
-            raise _storage_error(exc, f"untag share '{share}'") from exc
+            raise storage_error(exc, f"untag share '{share}'") from exc
 
     def tag(self, share: str, metadata: dict[str, str], current: dict[str, str] | None = None) -> None:
         """Add metadata to a share's; ``current`` is its metadata as just listed (saves a read)."""
@@ -295,10 +295,10 @@ class Catalog:
                 current = client.get_share_properties().metadata or {}
             client.set_share_metadata({**current, **metadata})
         except HttpResponseError as exc:
-            raise _storage_error(exc, f"tag share '{share}'") from exc
+            raise storage_error(exc, f"tag share '{share}'") from exc
 
 
-def _storage_error(exc: HttpResponseError, action: str) -> Exception:
+def storage_error(exc: HttpResponseError, action: str) -> Exception:
     if exc.status_code == 403:
         return PermissionDenied(
             f"The backup storage account refused to {action} ({exc.error_code}). Check the storage secret's key or "

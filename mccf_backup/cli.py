@@ -17,6 +17,7 @@ from . import errors
 from .jobs import Job
 from .redaction import redact
 from .coverage import Before
+from .logs import one_line
 from .restore_checks import RestoreRequest
 from .service import BackupService
 
@@ -153,12 +154,11 @@ class Cli:
             f"transactions, {ledger.get('signatures')} signatures (last {ledger.get('lastSignatureTxid')}), "
             f"{ledger.get('privateTransactions')} with private (encrypted) writes"
         )
-        lines += ["writes per public table:"] + [
-            f"  {n:>6}  {t}" for t, n in (ledger.get("publicWrites") or {}).items()
-        ]
-        lines.append("governance history:")
+        writes = (ledger.get("publicWrites") or {}).items()
+        lines += ["writes per public table:"] + [f"  {n:>6}  {one_line(t)}" for t, n in writes]
+        lines.append("governance history:")  # names and states come from the ledger: printed escaped
         lines += [
-            f"  {e['txid']:>10}  {e['kind']:<8} {e['change']:<16} {e.get('id') or ''}"
+            f"  {e['txid']:>10}  {e['kind']:<8} {one_line(e['change']):<16} {one_line(e.get('id') or '')}"
             for e in ledger.get("governance") or []
         ]
         self.emit(args, found, "\n".join(lines))
@@ -321,7 +321,11 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--before-txid", metavar="VIEW.SEQNO", help="the newest verified backup ending before this transaction"
     )
-    restore.add_argument("--before", metavar="TIME", help="the newest verified backup taken before this time (UTC)")
+    restore.add_argument(
+        "--before",
+        metavar="TIME",
+        help="the newest verified backup taken before this RFC 3339 time (e.g. 2026-11-20T10:00Z)",
+    )
     restore.add_argument("--region", help="restore region (default: RESTORE_REGION, else the backup's location)")
     restore.add_argument("--dry-run", action="store_true", help="check every precondition and show the plan")
     restore.add_argument(

@@ -19,6 +19,7 @@ from . import catalog as cat
 from .catalog import Backup, Coverage
 from .errors import InvalidRequest
 
+MAX_PASSED_OVER_SHOWN = 20  # the newest; a dry run (and its approval mail) stays readable
 TXID = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})")  # CCF's view.seqno
 TIME = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -83,13 +84,15 @@ class Before:
 class Choice:
     backup: Backup | None
     passed_over: list[dict] = field(default_factory=list)  # newer backups, each with why it was not chosen
-    given_up: int | None = None  # transactions after the chosen backup that a newer backup shows existed
+    given_up: int | None = None  # seqnos after the chosen backup that a newer verified backup holds (at least)
 
     def to_dict(self) -> dict:
+        shown = self.passed_over[:MAX_PASSED_OVER_SHOWN]
         return {
             "share": self.backup.share if self.backup else None,
             "transactionsGivenUp": self.given_up,
-            "passedOver": self.passed_over,
+            "passedOver": shown,
+            "passedOverNotShown": len(self.passed_over) - len(shown),
         }
 
 
@@ -118,14 +121,27 @@ def _passed_over(backup: Backup, coverage: Coverage, before: Before, now: dt.dat
         return "not verified yet: its ledger range is not known"
     if before.txid is not None and coverage.last_seqno >= before.txid.seqno:  # type: ignore[operator]
         return f"contains seqno {before.txid.seqno} (its ledger ends at {coverage.last_seqno})"
+    if before.txid is not None and (_view(coverage) or 0) > before.txid.view:
+        # Views only grow along one history: a backup signed in a later view that ends before the seqno
+        # holds another history (after a restore or a recovery), not a prefix of this one.
+        return f"signed in view {_view(coverage)}, after view {before.txid.view}: another history of the ledger"
     if before.time is not None and backup.created >= before.time:
         return f"taken at {backup.created.isoformat()}, not before {before.time.isoformat()}"
     return None
 
 
+def _view(coverage: Coverage) -> int | None:
+    match = TXID.fullmatch(coverage.last_signed_txid or "")
+    return int(match.group(1)) if match else None
+
+
 def containing(backups: list[Backup], txid: TxId) -> list[Backup]:
-    """The verified backups whose ledger holds transaction ``txid`` (newest first, as given)."""
-    return [b for b in backups if Coverage.of(b).contains(txid.seqno)]
+    """The verified backups whose ledger holds transaction ``txid`` (newest first, as given): its seqno in
+    range, and signed in its view or a later one (a ledger whose last signature is in an earlier view
+    cannot hold a transaction of a later view)."""
+    return [
+        b for b in backups if (coverage := Coverage.of(b)).contains(txid.seqno) and (_view(coverage) or 0) >= txid.view
+    ]
 
 
 def verdict_metadata(report) -> dict[str, str]:

@@ -25,6 +25,7 @@ GOVERNANCE = {  # public table -> what a write to it means
     "public:ccf.gov.nodes.info": "node",
     "public:ccf.gov.service.info": "service",
 }
+MAX_FIELD_LENGTH = 128  # ids, states and proposers as recorded; a ledger string longer than this is cut
 MAX_GOVERNANCE_EVENTS = 1000  # the newest are kept past this; the report says how many were left out
 
 
@@ -33,22 +34,28 @@ def _key(key: bytes) -> str:
     return text if text.isprintable() and "\ufffd" not in text else key.hex()
 
 
+def _short(value: object) -> str | None:
+    return None if value is None else str(value)[:MAX_FIELD_LENGTH]
+
+
 def governance_event(txid: str, table: str, key: bytes, value: bytes | None) -> dict:
-    """One governance change, as an operator reads it."""
+    """One governance change, as an operator reads it; whatever the value holds, never an exception."""
     kind = GOVERNANCE[table]
-    event = {"txid": txid, "kind": kind, "id": _key(key) if kind != "service" else None}
+    event = {"txid": txid, "kind": kind, "id": _short(_key(key)) if kind != "service" else None}
     if value is None:
         return {**event, "change": "removed"}
     if kind in ("member", "user"):
         return {**event, "change": "certificate set"}
     try:
         document = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
         return {**event, "change": "updated"}
-    state = document.get("state") or document.get("status") if isinstance(document, dict) else None
+    state = document.get("state") or document.get("status")
     if kind == "proposal":
-        return {**event, "change": str(state), "proposer": document.get("proposer_id")}
-    return {**event, "change": str(state) if state else "updated"}
+        return {**event, "change": _short(state) or "updated", "proposer": _short(document.get("proposer_id"))}
+    return {**event, "change": _short(state) or "updated"}
 
 
 class Inspection:

@@ -68,7 +68,9 @@ def inspect_backup(
     committed = [(chunk["name"], chunk["bytes"]) for chunk in found["chunks"]]
     try:
         ledger, read, errors = stream_chunks(client, committed, READER, progress)
-    except (AzureError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+    except (ValueError, subprocess.TimeoutExpired) as exc:  # the reader died or stopped answering mid-ledger
+        return {**found, "bytesRead": None, "ledger": {"error": f"the ledger reader stopped: {redact(str(exc))[:300]}"}}
+    except (AzureError, OSError) as exc:
         raise AzureRequestFailed(f"Could not read the ledger of '{share}': {redact(str(exc))[:300]}") from exc
     if ledger is None:
         ledger = {"error": f"the ledger reader failed: {redact(errors)[-300:]}"}

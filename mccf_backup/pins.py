@@ -15,7 +15,7 @@ import logging
 from . import catalog as cat
 from . import clock, events, inputs
 from .catalog import Backup
-from .errors import InvalidRequest, PinLabelInUse
+from .errors import InvalidRequest, MccfBackupError, PinLabelInUse
 from .jobs import Job, new_job_id
 from .lifecycle import SUCCEEDED
 from .operations import Operations
@@ -30,24 +30,37 @@ class Pins:
     def pin(
         self, reference: str, share: str, label: str, note: str | None, trigger: str, caller: str | None = None
     ) -> Backup:
-        """Pin ``share`` as ``label``; a label names one backup of a target at a time."""
+        """Pin ``share`` as ``label``; a label names one backup of a target at a time.
+
+        Share metadata has no conditional write, so two operators pinning two shares under one label
+        at once both write; each then lists the label's holders, and the later pin (by time, then
+        share name) takes itself back and is refused, so exactly one holds it.
+        """
         target = self.run.targets.resolve(reference)
         inputs.share_name(share)
         inputs.pin_label(label)
         if note is not None:
             inputs.pin_note(note)
         catalog = self.run.catalog()
-        backup = catalog.get(target, share)
-        if not backup.good:
-            raise InvalidRequest(
-                f"'{share}' failed (its job or its verification); pin a good backup.", target=str(target), field="share"
-            )
-        holder = next(
-            (b for b in catalog.backups(target) if (b.pin or {}).get("label") == label and b.share != share), None
-        )
+        holder = self._holder(catalog.backups(target), label, share)
         if holder is not None:
             raise PinLabelInUse(
                 f"'{label}' already pins {holder.share} of {target.name}; unpin it first, or choose another label.",
+                target=str(target),
+                field="label",
+            )
+        backup = catalog.get(target, share)  # read last, just before the write that carries it over
+        if backup.outcome != "succeeded" or not backup.good:
+            raise InvalidRequest(
+                f"'{share}' is not a finished, good backup (its job failed or still runs, or it failed "
+                "verification); pin a good backup.",
+                target=str(target),
+                field="share",
+            )
+        pinned = backup.pin
+        if pinned is not None and pinned["label"] != label:
+            raise PinLabelInUse(
+                f"'{share}' is pinned as '{pinned['label']}'; unpin it first to give it another label.",
                 target=str(target),
                 field="label",
             )
@@ -59,8 +72,28 @@ class Pins:
         }
         current = {k: v for k, v in backup.metadata.items() if k not in cat.PIN_METADATA}  # a new pin, whole
         catalog.tag(share, metadata, current)
+        winner = min(
+            (b for b in catalog.backups(target) if (b.pin or {}).get("label") == label),
+            key=lambda b: (b.pin["at"] or "", b.share),  # type: ignore[index]
+        )
+        if winner.share != share:  # a concurrent pin of another share under this label came first
+            catalog.untag(share, cat.PIN_METADATA, catalog.get(target, share).metadata)
+            raise PinLabelInUse(f"'{label}' was just pinned on {winner.share}.", target=str(target), field="label")
+        self._protect_quietly(catalog, share)
         self._record("pin", target.resource_id, share, trigger, caller, f"pinned as '{label}'")
         return catalog.get(target, share)
+
+    @staticmethod
+    def _holder(backups: list[Backup], label: str, share: str) -> Backup | None:
+        return next((b for b in backups if (b.pin or {}).get("label") == label and b.share != share), None)
+
+    @staticmethod
+    def _protect_quietly(catalog, share: str) -> None:
+        """A golden copy keeps its lease against accidental deletion (its backup may have failed to take one)."""
+        try:
+            catalog.protect(share)
+        except MccfBackupError:
+            pass  # the pin holds regardless; retention reads it, not the lease
 
     def unpin(self, reference: str, share: str, trigger: str, caller: str | None = None) -> Backup:
         """Remove the pin; the backup is retention's again. Unpinning an unpinned backup changes nothing."""
@@ -85,8 +118,8 @@ class Pins:
         findings = []
         for target in self.run.targets:
             for backup in catalog.backups(target):
-                if backup.pin is None or backup.days_left(now) > warn_days:
-                    continue
+                if backup.pin is None or backup.days_left(now) > warn_days or not backup.restorable(now):
+                    continue  # past the limit it is no longer a restorable copy: warned for warn_days already
                 finding = {
                     "target": target.resource_id,
                     "share": backup.share,

@@ -56,8 +56,9 @@ class RestoreRequest:
             "region": self.region,
             "replace": self.replace,
             "confirm": self.confirm,
-            "before": str(self.before) if self.before else None,
-            "label": self.label,
+            # only when set, so a key recorded before these fields existed still matches its body
+            **({"before": str(self.before)} if self.before else {}),
+            **({"label": self.label} if self.label else {}),
         }
 
 
@@ -123,7 +124,7 @@ def check_restore(run: Run, request: RestoreRequest) -> RestoreCheck:
             if backup is None:
                 raise NoRestorableBackup(
                     f"No restorable, verified backup of '{target.name}' ends before {request.before} "
-                    f"({len(check.choice.passed_over)} looked at; 'before.passedOver' says why each was not chosen).",
+                    f"({len(check.choice.passed_over)} looked at; a dry run says why each was passed over).",
                     target=str(target),
                     field="before",
                 )
@@ -132,7 +133,7 @@ def check_restore(run: Run, request: RestoreRequest) -> RestoreCheck:
                 "backup_before",
                 True,
                 f"newest verified backup ending before {request.before}: {backup.share}"  # type: ignore[union-attr]
-                + (f"; {given_up} later transactions are given up" if given_up else ""),
+                + (f"; at least {given_up} later transactions (seqnos) are given up" if given_up else ""),
             )
         else:
             restorable = [b for b in good if b.restorable(now)]

@@ -17,7 +17,7 @@ from . import clock, events, inputs, logs
 from .backup import SHARE_CLOCK_SKEW
 from .catalog import Backup, Catalog
 from .coverage import verdict_metadata
-from .errors import MccfBackupError, NoRestorableBackup, VerificationFailed
+from .errors import MccfBackupError, NoRestorableBackup, ShareNotFound, VerificationFailed
 from .jobs import Job, StaleJob, new_job_id
 from .lifecycle import ACCEPTED, FAILED, SUCCEEDED
 from .operations import Operations
@@ -64,7 +64,11 @@ class Upkeep:
         for target in targets:
             running = self.run.jobs.running(target.resource_id, "backup")
             oldest_running = min((j.started for j in running), default=None)
-            candidates = [self._candidate(backup, target, oldest_running) for backup in catalog.backups(target)]
+            restoring = {j.share for j in self.run.jobs.running(target.resource_id, "restore") if j.share}
+            candidates = [
+                self._candidate(backup, target, oldest_running, backup.share in restoring)
+                for backup in catalog.backups(target)
+            ]
             plan = plan_retention(candidates, self.run.settings.retention_for(target), now, override)
             result = TargetPrune(target.resource_id, plan)
             if plan.capped:
@@ -76,14 +80,16 @@ class Upkeep:
                 )
             if apply:
                 for decision in plan.deletions:
-                    result.jobs.append(
-                        self._delete_share(catalog, target, decision.share, "; ".join(decision.reasons), trigger)
-                    )
+                    job = self._delete_share(catalog, target, decision.share, "; ".join(decision.reasons), trigger)
+                    if job is not None:
+                        result.jobs.append(job)
             results.append(result)
         return results
 
     @staticmethod
-    def _candidate(backup: Backup, target: Target, oldest_running: dt.datetime | None) -> Candidate:
+    def _candidate(
+        backup: Backup, target: Target, oldest_running: dt.datetime | None, restoring: bool = False
+    ) -> Candidate:
         return Candidate(
             share=backup.share,
             created=backup.created,
@@ -96,14 +102,25 @@ class Upkeep:
             ),
             belongs=backup.tagged_for(target),
             hold=(
-                "failed verification: kept as evidence" if backup.metadata.get(cat.META_VERIFIED) == "false" else None
+                "a running restore reads it"
+                if restoring
+                else "failed verification: kept as evidence"
+                if backup.metadata.get(cat.META_VERIFIED) == "false"
+                else None
             ),
             pin=(backup.pin or {}).get("label"),
         )
 
-    def _delete_share(self, catalog: Catalog, target: Target, share: str, reason: str, trigger: str) -> Job:
+    def _delete_share(self, catalog: Catalog, target: Target, share: str, reason: str, trigger: str) -> Job | None:
         job = Job(new_job_id(), "delete", target.resource_id, trigger, state=SUCCEEDED, share=share, reason=reason)
         try:
+            try:
+                now = catalog.get(target, share)  # the plan's listing may be seconds old: pinned since?
+            except ShareNotFound:
+                now = None  # already gone: deleting is idempotent
+            if now is not None and (now.pin is not None or now.metadata.get(cat.META_VERIFIED) == "false"):
+                log.info("prune: %s was pinned or failed verification since it was listed; kept", share)
+                return None  # nothing deleted, nothing recorded
             catalog.delete(share)
             events.emit(events.PRUNE_DELETED, target=target.resource_id, share=share, reason=reason, job=job.id)
         except MccfBackupError as err:

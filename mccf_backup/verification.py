@@ -25,6 +25,7 @@ from typing import Callable
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.storage.fileshare import ShareClient
 
+from .catalog import storage_error
 from .errors import AzureRequestFailed, ShareNotFound
 from .redaction import redact
 
@@ -90,6 +91,8 @@ def list_directory(share: ShareClient, directory: str) -> list[tuple[str, int, b
         ]
     except ResourceNotFoundError:
         return []
+    except HttpResponseError as exc:
+        raise storage_error(exc, f"list {directory}/ in share '{share.share_name}'") from exc
 
 
 def check_names(report: VerificationReport, files: list[tuple[str, int, bool]]) -> list[tuple[str, int]]:

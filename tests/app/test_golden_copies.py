@@ -163,3 +163,77 @@ def test_the_cli_finds_restores_before_and_pins(growing):
     assert code == 2 and "invalid_request" in err  # one way to name the backup
     code, out, _ = run_cli("unpin", first, "--target", app)
     assert code == 0 and "not pinned" in out
+
+
+def test_two_operators_pinning_two_backups_under_one_label_at_once_leave_one_holder(app_env):
+    import threading
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    service = BackupService.from_environment()
+    shares = [service.backup(target, "cli").share for _ in range(2)]
+    outcomes: dict[str, str] = {}
+    start = threading.Barrier(2)
+
+    def pin(share: str) -> None:
+        start.wait()
+        try:
+            BackupService.from_environment().pins.pin(target, share, "gold", None, "http", share)
+            outcomes[share] = "pinned"
+        except Exception as err:  # noqa: BLE001 - the loser's error is what the test reads
+            outcomes[share] = getattr(err, "code", repr(err))
+
+    threads = [threading.Thread(target=pin, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    holders = [b.share for b in service.list_backups(target)[1] if (b.pin or {}).get("label") == "gold"]
+    assert len(holders) == 1 and outcomes[holders[0]] == "pinned", outcomes
+    assert sorted(outcomes.values()) == ["pin_label_in_use", "pinned"]
+    other = next(share for share in shares if share not in holders)
+    refused = api_free_pin(service, target, holders[0], "another-label")
+    assert refused == "pin_label_in_use"  # a pinned share keeps its label until unpinned
+    assert api_free_pin(service, target, other, "gold") == "pin_label_in_use"
+
+
+def api_free_pin(service: BackupService, target: str, share: str, label: str) -> str:
+    try:
+        service.pins.pin(target, share, label, None, "cli")
+    except Exception as err:  # noqa: BLE001
+        return getattr(err, "code", repr(err))
+    return "pinned"
+
+
+def test_prune_keeps_a_backup_pinned_after_its_plan_and_one_a_running_restore_reads(app_env, emulator, monkeypatch):
+    import mccf_backup.upkeep as upkeep
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    rg, app = target.split("/")[4], target.rsplit("/", 1)[1]
+    service = BackupService.from_environment()
+    first, second, third = (service.backup(target, "cli").share for _ in range(3))
+    for name, value in {"RETENTION_KEEP_LAST": "0", "RETENTION_DAILY": "0", "RETENTION_WEEKLY": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RETENTION_MONTHLY", "0")
+    monkeypatch.setenv("RETENTION_MIN_AGE_HOURS", "0")
+    monkeypatch.setenv("RETENTION_MAX_DELETE_FRACTION", "1")
+    emulator.arm.options.operation_seconds = 30  # the restore stays running while prune runs
+    mgmt_client(emulator).managed_ccf.begin_delete(rg, app).result()
+    from mccf_backup.restore_checks import RestoreRequest
+
+    restoring = BackupService.from_environment().start_restore(RestoreRequest(target, share=first, trigger="cli"))
+    assert not restoring.done
+
+    planned = upkeep.plan_retention
+
+    def plan_then_an_operator_pins(*args, **kwargs):  # an operator pins between the listing and the deletes
+        plan = planned(*args, **kwargs)
+        BackupService.from_environment().pins.pin(target, second, "late", None, "http", "ops")
+        return plan
+
+    monkeypatch.setattr(upkeep, "plan_retention", plan_then_an_operator_pins)
+    (pruned,) = BackupService.from_environment().prune(target, apply=True)
+    decisions = {d.share: d for d in pruned.plan.decisions}
+    assert not decisions[first].delete and "a running restore reads it" in decisions[first].reasons
+    assert [job.share for job in pruned.jobs] == []  # second was pinned meanwhile; third is the newest
+    left = {b.share for b in service.list_backups(target)[1]}
+    assert {first, second, third} <= left
