@@ -73,7 +73,7 @@ class Before:
     def from_request(cls, value: object) -> "Before":
         """The API's ``"before": {"txid": "4.1234"}`` or ``{"time": "2026-11-20T10:00Z"}``."""
         if not isinstance(value, dict) or not set(value) <= {"txid", "time"}:
-            raise InvalidRequest('\'before\' is {"txid": "<view.seqno>"} or {"time": "<ISO 8601>"}.', field="before")
+            raise InvalidRequest('\'before\' is {"txid": "<view.seqno>"} or {"time": "<RFC 3339>"}.', field="before")
         return cls.parse(value.get("txid"), value.get("time"))
 
     def __str__(self) -> str:

@@ -112,7 +112,7 @@ class Pins:
         return self.ops.record(job)
 
     def closing(self, warn_days: int) -> list[dict]:
-        """Pinned backups within ``warn_days`` of the 90-day restore limit (or past it): one event each."""
+        """Pinned backups still restorable but within ``warn_days`` of the 90-day limit: one event each."""
         now = clock.utcnow()
         catalog = self.run.catalog()
         findings = []
