@@ -82,19 +82,26 @@ def pytest_configure(config):
     os.environ.setdefault("PYTHONUTF8", "1")
 
 
-@pytest.fixture
-def schemathesis_env(emulator, azurite, monkeypatch):
-    """The dev server on the emulator's seeded targets, whose names the document's examples use."""
-    settings = {
+def seeded_settings(emulator, azurite, prefix: str) -> dict[str, str]:
+    """The app's settings on the emulator's seeded targets (whose names the document's examples use),
+    with a job table and queues of its own."""
+    unique = f"{prefix}{uuid.uuid4().hex[:8]}"
+    return {
         "MCCF_TARGETS": emulator.env["MCCF_TARGETS"],
         "KEY_VAULT_URL": emulator.env["KEY_VAULT_URL"],
         "STORAGE_SECRET_NAME": emulator.env["STORAGE_SECRET_NAME"],
         "ARM_ENDPOINT": emulator.env["ARM_ENDPOINT"],
         "AzureWebJobsStorage": azurite.connection_string,
-        "JOBS_TABLE_NAME": "schemathesisjobs",
-        "OPERATIONS_QUEUE_NAME": "schemathesis-ops",
-        "BACKUP_QUEUE_NAME": "schemathesis-targets",
+        "JOBS_TABLE_NAME": unique,
+        "OPERATIONS_QUEUE_NAME": f"{unique}-ops",
+        "BACKUP_QUEUE_NAME": f"{unique}-targets",
     }
+
+
+@pytest.fixture
+def schemathesis_env(emulator, azurite, monkeypatch):
+    """The dev server on the emulator's seeded targets, whose names the document's examples use."""
+    settings = seeded_settings(emulator, azurite, prefix="schemathesis")
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
     from function_app import app

@@ -6,20 +6,18 @@ the identity endpoint) does not move."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from pathlib import Path
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from mccf_backup.identity import reset_credentials
 from scripts.devserver import RunningServer
 
-REPO = Path(__file__).resolve().parents[2]
-DOCUMENT = json.loads((REPO / "functions" / "openapi.json").read_text())
+from .conftest import seeded_settings
+from .contract import DOCUMENT, contract
+
 CODES = set(DOCUMENT["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
 # Refusals judged from the request alone: none of them may cost a backend call.
 INPUT_REFUSALS = {
@@ -31,23 +29,8 @@ INPUT_REFUSALS = {
     "unauthenticated",
     "role_missing",
 }
-negative = schemathesis.openapi.from_path(str(REPO / "functions" / "openapi.json"))
-negative.config.generation.update(modes=[GenerationMode.NEGATIVE])
-stateful = schemathesis.openapi.from_path(str(REPO / "functions" / "openapi.json"))
-stateful.config.generation.update(modes=[GenerationMode.POSITIVE])
-# Valid by the schema is not valid by the state of things: a share of another app (400), a backup
-# past the 90-day limit (422), a target that is gone (404) or a replace the settings forbid (403) are
-# refused by what the app looks up.
-stateful.config.checks.positive_data_acceptance.expected_statuses = [
-    "2XX",
-    "3XX",
-    "400",
-    "401",
-    "403",
-    "404",
-    "409",
-    "422",
-]
+negative = contract(GenerationMode.NEGATIVE)
+stateful = contract(GenerationMode.POSITIVE)
 
 
 def backend_calls(emulator) -> int:
@@ -76,17 +59,7 @@ def judge(response, before: int, emulator) -> None:
 def fuzz_server(emulator, azurite, monkeypatch):
     """The app on the emulator's seeded targets; no queue pump, so nothing runs between requests but
     what a request does itself."""
-    settings_ = {
-        "MCCF_TARGETS": emulator.env["MCCF_TARGETS"],
-        "KEY_VAULT_URL": emulator.env["KEY_VAULT_URL"],
-        "STORAGE_SECRET_NAME": emulator.env["STORAGE_SECRET_NAME"],
-        "ARM_ENDPOINT": emulator.env["ARM_ENDPOINT"],
-        "AzureWebJobsStorage": azurite.connection_string,
-        "JOBS_TABLE_NAME": f"fuzz{uuid.uuid4().hex[:10]}",
-        "OPERATIONS_QUEUE_NAME": f"fuzz-ops-{uuid.uuid4().hex[:8]}",
-        "BACKUP_QUEUE_NAME": f"fuzz-targets-{uuid.uuid4().hex[:8]}",
-    }
-    for key, value in settings_.items():
+    for key, value in seeded_settings(emulator, azurite, prefix="fuzz").items():
         monkeypatch.setenv(key, value)
     from function_app import app
 
