@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from . import errors
-from .jobs import Job
-from .redaction import redact
 from .coverage import Before
+from .jobs import Job
 from .logs import one_line
+from .redaction import redact
 from .restore_checks import RestoreRequest
 from .service import BackupService
 
@@ -307,7 +308,8 @@ def _ledger_columns(row: dict) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m mccf_backup", description="Back up and restore Azure Managed CCF.")
+    prog = "mccf-backup" if Path(sys.argv[0]).name == "mccf-backup" else "python -m mccf_backup"  # as invoked
+    root = argparse.ArgumentParser(prog=prog, description="Back up and restore Azure Managed CCF.")
     root.add_argument("--json", action="store_true", help="machine-readable output")
     commands = root.add_subparsers(dest="command", required=True)
     backup = commands.add_parser("backup", help="back up targets now")
