@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import subprocess
 import sys
 import venv
@@ -97,7 +98,9 @@ def test_pip_install_gives_the_mccf_backup_command(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    installed = subprocess.run([*pip, str(source)], capture_output=True, text=True, timeout=600)
+    # The package index's own certificate chain, not the emulator's CA other tests put in the environment.
+    clean = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")}
+    installed = subprocess.run([*pip, str(source)], capture_output=True, text=True, timeout=600, env=clean)
     assert installed.returncode == 0, installed.stderr[-3000:]
     helped = subprocess.run(
         [str(env_dir / "bin" / "mccf-backup"), "--help"], capture_output=True, text=True, timeout=60
