@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from mccf_backup.identity import reset_credentials
+from mccf_backup.service import BackupService
 from scripts.azurite import Azurite
 from scripts.devserver import RunningServer
 
@@ -30,6 +31,18 @@ def targets(emulator):
         f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ConfidentialLedger/managedCCFs/{app}"
         for rg, app in ((rg_a, app_a), (rg_b, app_b))
     ]
+
+
+@pytest.fixture
+def target(app_env) -> str:
+    """The first of the test's two instances."""
+    return app_env["MCCF_TARGETS"].split(",")[0]
+
+
+@pytest.fixture
+def service(app_env) -> BackupService:
+    """The engine on the test's settings, as the CLI builds it."""
+    return BackupService.from_environment()
 
 
 @pytest.fixture

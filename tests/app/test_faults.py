@@ -29,16 +29,6 @@ def backup_path(target: str) -> str:
     return re.escape(target) + "/backup$"
 
 
-@pytest.fixture
-def target(app_env) -> str:
-    return app_env["MCCF_TARGETS"].split(",")[0]
-
-
-@pytest.fixture
-def service(app_env) -> BackupService:
-    return BackupService.from_environment()
-
-
 def test_a_429_storm_is_waited_out_with_retry_after(service, emulator, target):
     emulator.faults.fail_next("arm", 429, count=4, method="POST", path=backup_path(target), retry_after=1)
     job = service.backup(target, "timer")

@@ -22,16 +22,6 @@ from .test_timer_and_runs import timer_function
 
 
 @pytest.fixture
-def target(app_env) -> str:
-    return app_env["MCCF_TARGETS"].split(",")[0]
-
-
-@pytest.fixture
-def service(app_env) -> BackupService:
-    return BackupService.from_environment()
-
-
-@pytest.fixture
 def slow(emulator):
     emulator.arm.options.operation_seconds = 3
     yield

@@ -16,16 +16,6 @@ from mccf_backup.service import BackupService
 from ..emulator.helpers import mgmt_client
 
 
-@pytest.fixture
-def target(app_env) -> str:
-    return app_env["MCCF_TARGETS"].split(",")[0]
-
-
-@pytest.fixture
-def service(app_env) -> BackupService:
-    return BackupService.from_environment()
-
-
 def app_of(target: str) -> str:
     return target.rsplit("/", 1)[1]
 
