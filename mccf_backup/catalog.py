@@ -53,9 +53,6 @@ def metadata_text(text: str, limit: int = 512) -> str:
     return " ".join(text.split()).encode("ascii", "replace").decode()[:limit]
 
 
-check_share_name = share_name  # callers of the catalog name shares by the one rule in inputs
-
-
 def _int(metadata: dict[str, str], key: str) -> int | None:
     value = metadata.get(key) or ""
     return int(value) if value.isdigit() else None
@@ -219,7 +216,7 @@ class Catalog:
         return sorted((b for b in found if b is not None), key=lambda b: b.created, reverse=True)
 
     def get(self, target: Target, share: str) -> Backup:
-        check_share_name(share)
+        share_name(share)  # the one rule in inputs, before the name reaches Azure Files
         parsed = parse_backup_name(share)
         if parsed is None or parsed[0] != target.name.lower():
             raise ShareOfOtherTarget(

@@ -25,16 +25,21 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def safe_line(text: str, may_emit_events: bool = False) -> str:
+    """``text`` as one printable line that reads as an event only if it is one the events module wrote."""
+    text = one_line(text)
+    if EVENT_MARKER in text and not (may_emit_events and text.startswith(EVENT_MARKER + " ")):
+        text = text.replace(EVENT_MARKER, _DEFUSED)
+    return text
+
+
 class _OneLine(logging.Filter):
     def __init__(self, may_emit_events: bool) -> None:
         super().__init__()
         self._may_emit_events = may_emit_events
 
     def _clean(self, text: str) -> str:
-        text = one_line(text)
-        if EVENT_MARKER in text and not (self._may_emit_events and text.startswith(EVENT_MARKER + " ")):
-            text = text.replace(EVENT_MARKER, _DEFUSED)
-        return text
+        return safe_line(text, self._may_emit_events)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -32,7 +32,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from mccf_backup.logs import EVENT_MARKER, one_line
+from mccf_backup.logs import safe_line
 from scripts.invocation import invoke
 
 log = logging.getLogger("devserver")
@@ -63,7 +63,7 @@ class _RedactingHandler(WSGIRequestHandler):
 
     def log(self, type: str, message: str, *args: object) -> None:
         line = ANSI_STYLE.sub("", KEY_IN_QUERY.sub(r"\1REDACTED", message % args if args else message))
-        super().log(type, one_line(line).replace(EVENT_MARKER, "MCCFBACKUP-EVENT(quoted)"))
+        super().log(type, safe_line(line))
 
 
 class DevServer:
