@@ -53,6 +53,9 @@ IdempotencyKeyReused = _error(
 LedgerTooLargeToReadInline = _error(
     "LedgerTooLargeToReadInline", "ledger_too_large_to_read_inline", 413, "The ledger is too large to read in a request"
 )
+BackupNotPinnable = _error(
+    "BackupNotPinnable", "backup_not_pinnable", 409, "Only a finished, good backup can be pinned"
+)
 PinLabelInUse = _error("PinLabelInUse", "pin_label_in_use", 409, "The label already pins another backup")
 OperationInProgress = _error("OperationInProgress", "operation_in_progress", 409, "An operation is already running")
 OperationNotFound = _error("OperationNotFound", "operation_not_found", 404, "The operation does not exist")

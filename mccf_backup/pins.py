@@ -15,7 +15,7 @@ import logging
 from . import catalog as cat
 from . import clock, events, inputs
 from .catalog import Backup
-from .errors import InvalidRequest, MccfBackupError, PinLabelInUse
+from .errors import BackupNotPinnable, MccfBackupError, PinLabelInUse
 from .jobs import Job, new_job_id
 from .lifecycle import SUCCEEDED
 from .operations import Operations
@@ -50,8 +50,8 @@ class Pins:
                 field="label",
             )
         backup = catalog.get(target, share)  # read last, just before the write that carries it over
-        if backup.outcome != "succeeded" or not backup.good:
-            raise InvalidRequest(
+        if backup.outcome != "succeeded" or not backup.good:  # judged from its state, not from the request
+            raise BackupNotPinnable(
                 f"'{share}' is not a finished, good backup (its job failed or still runs, or it failed "
                 "verification); pin a good backup.",
                 target=str(target),

@@ -237,3 +237,15 @@ def test_prune_keeps_a_backup_pinned_after_its_plan_and_one_a_running_restore_re
     assert [job.share for job in pruned.jobs] == []  # second was pinned meanwhile; third is the newest
     left = {b.share for b in service.list_backups(target)[1]}
     assert {first, second, third} <= left
+
+
+def test_a_backup_no_job_has_finished_is_not_pinnable(api, app_env, emulator):
+    """Found by the stateful fuzz run: the refusal is the backup's state (409), not the request's (400)."""
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    rg, app = target.split("/")[4], target.rsplit("/", 1)[1]
+    mgmt_client(emulator).managed_ccf.begin_backup(
+        rg, app, ManagedCCFBackup(uri=file_service_sas_url(emulator))
+    ).result()
+    (untagged,) = [b.share for b in BackupService.from_environment().list_backups(target)[1]]
+    refused = api("POST", f"backups/{untagged}/pin", json={"target": target, "label": "too-early"})
+    assert_problem(refused, 409, "backup_not_pinnable")
