@@ -1,6 +1,6 @@
 """Local Azure emulator for mccf-backup: managed identity, ARM (Managed CCF), Key Vault, Azure Files.
 
-Not deployed with the Functions app (.funcignore); see README "Local Azure emulator".
+Not deployed with the Functions app (.funcignore); see emulator/README.md.
 """
 
 from .runtime import Emulator

@@ -5,7 +5,7 @@ instance "grows": each backup holds one more committed chunk than the one
 before, until the fixture set is exhausted, so a later backup always holds
 at least as many committed chunks as an earlier one, as a live ledger does.
 
-Layout inside a backup share (documented in README):
+Layout inside a backup share (documented in emulator/README.md):
     ledger/ledger_<first>-<last>.committed   committed ledger chunks
     snapshots/                               snapshot files (none in the fixtures)
 """

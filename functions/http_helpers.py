@@ -16,7 +16,7 @@ from mccf_backup import errors, logs
 from mccf_backup.redaction import redact
 
 log = logs.logger("mccf_backup.http")
-PROBLEM_TYPE = "urn:mccf-backup:problem"  # + ":<code>"; README lists every code under "Errors"
+PROBLEM_TYPE = "urn:mccf-backup:problem"  # + ":<code>"; docs/api.md lists every code under "Errors"
 MAX_BODY_BYTES = 16 * 1024
 FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 STATUS_BY_CODE = {cls.code: cls.status for cls in errors.ALL_ERRORS}

@@ -1,7 +1,7 @@
 // mccf-backup: the Functions app (Flex Consumption, user-assigned identity), its storage (identity-based),
 // the backup storage account, the Key Vault holding its connection string, and monitoring.
 // Also: the custom Managed CCF role on the targets' resource groups, alert rules, optional Easy Auth
-// for the HTTP API's app roles, and the optional Logic Apps. README's "Deploy" says how to use it.
+// for the HTTP API's app roles, and the optional Logic Apps. docs/deploy.md says how to use it.
 targetScope = 'resourceGroup'
 
 @minLength(1)
@@ -190,7 +190,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 }
 
 resource storageSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_41: the value is the storage account's connection string, rewritten from listKeys at every provision; an expiry date would stop every backup on that day. Rotate the account key instead (README: Deploy)
+  // checkov:skip=CKV_AZURE_41: the value is the storage account's connection string, rewritten from listKeys at every provision; an expiry date would stop every backup on that day. Rotate the account key instead (docs/deploy.md, "After azd up")
   parent: vault
   name: storageSecretName
   properties: {
@@ -306,7 +306,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   dependsOn: [functionsStorageRoles, secretsUser]
 }
 
-// Every setting README lists; secrets only as Key Vault references (the app reads its storage secret itself).
+// Every setting docs/operations.md lists; secrets only as Key Vault references (the app reads its storage secret itself).
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_13: checkov applies web-app checks to this config child resource; Easy Auth is the optional authSettings resource (authClientId); every route also needs a function key
   // checkov:skip=CKV_AZURE_63: checkov applies web-app checks to this config child resource; HTTP logging is a Windows App Service log; Flex Consumption logs requests to Application Insights

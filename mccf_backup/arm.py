@@ -203,7 +203,7 @@ class ManagedCcfClient:
         if response.status_code == 403:
             raise PermissionDenied(
                 f"ARM refused to {action}: {message} Grant the app's identity a role with this action on the "
-                "target's resource group (see README, 'Permissions').",
+                "target's resource group (see docs/deploy.md, 'Permissions').",
                 target=where,
             )
         if response.status_code == 404 and code in ("ResourceNotFound", "ResourceGroupNotFound", "404"):

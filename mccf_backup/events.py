@@ -2,7 +2,7 @@
 
 Each event is one log line ``MCCFBACKUP_EVENT {"event": "<name>", ...}`` (also passed as
 ``custom_dimensions``), so an Azure Monitor log alert or workbook can count and chart them with
-KQL without a metrics SDK. README lists every name and dimension; tests pin them.
+KQL without a metrics SDK. docs/operations.md lists every name and dimension; tests pin them.
 """
 
 from __future__ import annotations

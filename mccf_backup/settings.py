@@ -1,6 +1,6 @@
 """App settings, read from the environment once and validated together.
 
-One contract for the Functions app, the CLI and the emulator (README lists every setting). All
+One contract for the Functions app, the CLI and the emulator (docs/operations.md lists every setting). All
 problems are reported at once, each naming its setting, so a misconfigured deployment is fixed in
 one pass rather than one restart per mistake.
 """

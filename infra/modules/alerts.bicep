@@ -1,5 +1,5 @@
-// Log search alert rules on the app's Application Insights: the signals of README's "Health, alerts
-// and events" (one `MCCFBACKUP_EVENT {json}` trace per event) and failed timer invocations.
+// Log search alert rules on the app's Application Insights: the signals of docs/operations.md's
+// "Health, alerts and events" (one `MCCFBACKUP_EVENT {json}` trace per event) and failed timer invocations.
 param location string
 param tags object
 param nameSuffix string

@@ -18,7 +18,7 @@ at most SLEEP_CAP, the sweeper runs every round and presumes a message lost afte
 of two minutes, and a backup ARM lost track of is watched by its share for LOST_GRACE_SECONDS.
 Emulated backups take OPERATION_SECONDS, far longer than the engine needs, even on a loaded CI
 machine, to ask ARM again after a lost answer, so ARM answers 409 as it would for a real backup,
-which takes minutes (README's "What remains").
+which takes minutes (docs/operations.md, "What remains").
 """
 
 from __future__ import annotations
