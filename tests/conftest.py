@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -36,13 +37,15 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, worker_id: str):
 
 @pytest.fixture(autouse=True)
 def _clean_faults(request: pytest.FixtureRequest):
-    """Faults, clock moves and RBAC denials never leak from one test into the next."""
+    """Faults, clock moves, RBAC denials and ARM's knobs never leak from one test into the next (one
+    test's 30-second operations once slowed every later test on its worker to 30 s per ARM call)."""
+    emu: Emulator | None = request.getfixturevalue("emulator") if "emulator" in request.fixturenames else None
+    options = dataclasses.replace(emu.arm.options, deny={}) if emu else None
     yield
-    if "emulator" in request.fixturenames:
-        emu: Emulator = request.getfixturevalue("emulator")
+    if emu:
         emu.faults.clear()
         emu.clock.reset()
-        emu.arm.options.deny.clear()
+        emu.arm.options = options
 
 
 @pytest.fixture(scope="session")

@@ -216,8 +216,8 @@ def test_prune_keeps_a_backup_pinned_after_its_plan_and_one_a_running_restore_re
     monkeypatch.setenv("RETENTION_MONTHLY", "0")
     monkeypatch.setenv("RETENTION_MIN_AGE_HOURS", "0")
     monkeypatch.setenv("RETENTION_MAX_DELETE_FRACTION", "1")
-    emulator.arm.options.operation_seconds = 30  # the restore stays running while prune runs
     mgmt_client(emulator).managed_ccf.begin_delete(rg, app).result()
+    emulator.arm.options.operation_seconds = 30  # the restore stays running while prune runs (reset after)
     from mccf_backup.restore_checks import RestoreRequest
 
     restoring = BackupService.from_environment().start_restore(RestoreRequest(target, share=first, trigger="cli"))

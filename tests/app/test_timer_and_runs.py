@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import uuid
 
 import pytest
 from azure.functions.timer import TimerRequest
@@ -15,7 +16,6 @@ from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
 from scripts.invocation import current_invocation_id, invoke
 
-from ..emulator.helpers import new_instance
 from .invariants import backup_operations, finish_running
 
 
@@ -29,12 +29,8 @@ def timer_function(name: str = "scheduled_backup"):
 
 
 def more_targets(emulator, app_env, monkeypatch, count: int) -> list[str]:
-    sub = emulator.env["AZURE_SUBSCRIPTION_ID"]
-    added = [new_instance(emulator, rg="rg-count") for _ in range(count)]
-    targets = app_env["MCCF_TARGETS"].split(",") + [
-        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ConfidentialLedger/managedCCFs/{app}"
-        for rg, app in added
-    ]
+    added = [emulator.add_instance("rg-count", f"app-{uuid.uuid4().hex[:8]}") for _ in range(count)]
+    targets = app_env["MCCF_TARGETS"].split(",") + added
     monkeypatch.setenv("MCCF_TARGETS", ",".join(targets))
     return targets
 
