@@ -26,14 +26,14 @@ from pathlib import Path
 
 from azure.storage.fileshare import ShareServiceClient
 
-from bench.emulator_process import EmulatorProcess
+from devhost.emulator_process import EmulatorProcess
 from emulator import Emulator
 from emulator.runtime import STORAGE_ACCOUNT
 from mccf_backup import catalog as cat
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.azurite import Azurite
-from scripts.envvars import scoped_environ
+from devhost.azurite import Azurite
+from devhost.envvars import scoped_environ
 
 APP = "bigledger"
 

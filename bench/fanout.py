@@ -6,7 +6,7 @@ On the local emulator (its own process) with 100 ms added to every ARM request a
 subscription limits (writes: 200 burst, then 10/s; reads: 250 burst, then 25/s), measures in one
 run on this machine:
 - the scheduled run (BackupService.run_scheduled, BACKUP_CONCURRENCY=--concurrency, 64) over --targets targets,
-  from the timer firing to every backup ended, the operations queue following them (scripts/queuepump.py,
+  from the timer firing to every backup ended, the operations queue following them (devhost/queuepump.py,
   --concurrency messages at once), with its failures and the 429s it met;
 - the lower bound: the time the token buckets alone need for the fewest requests the work takes
   (one backup POST per target; one list per resource group and one status poll per backup), plus
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.emulator_process import EmulatorProcess
+from devhost.emulator_process import EmulatorProcess
 from emulator import Emulator
 from emulator.throttle import ThrottleConfig
 from mccf_backup.arm import ManagedCcfClient
@@ -34,9 +34,9 @@ from mccf_backup.identity import get_credential, reset_credentials
 from mccf_backup.service import BackupService
 from mccf_backup.storage_config import BACKUP, load_storage_config
 from mccf_backup.targets import parse_target
-from scripts.azurite import Azurite
-from scripts.envvars import scoped_environ
-from scripts.queuepump import QueuePump
+from devhost.azurite import Azurite
+from devhost.envvars import scoped_environ
+from devhost.queuepump import QueuePump
 
 ARM_LATENCY_SECONDS = 0.1
 OPERATION_SECONDS = 0.2

@@ -11,7 +11,7 @@ targets, in both fan-out modes, measured in one run on this machine:
 - wall time from the timer firing to every backup job final. Goal: <= 1.1 x (operation duration + the
   time ARM's write limit needs to accept every backup request + one poll interval).
 
-The queue functions run through scripts/queuepump.py, as the host runs them (--pump-concurrency at
+The queue functions run through devhost/queuepump.py, as the host runs them (--pump-concurrency at
 once, polling an idle queue every 2 s, host.json's maxPollingInterval). All of them share this
 machine's two cores with the emulator and Azurite, so an invocation's duration includes waiting for a
 core; more at once would measure that contention rather than the design. The design before this one (commit BEFORE,
@@ -33,15 +33,15 @@ from pathlib import Path
 
 from azure.functions.timer import TimerRequest
 
-from bench.emulator_process import EmulatorProcess
+from devhost.emulator_process import EmulatorProcess
 from bench.fanout import bucket_seconds, create_instances
 from emulator.throttle import ThrottleConfig
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.azurite import Azurite
-from scripts.envvars import scoped_environ
-from scripts.invocation import invoke
-from scripts.queuepump import QueuePump
+from devhost.azurite import Azurite
+from devhost.envvars import scoped_environ
+from devhost.invocation import invoke
+from devhost.queuepump import QueuePump
 
 REPO = Path(__file__).resolve().parents[1]
 BEFORE = "c0a7eb7"  # the last commit whose invocations waited for the ARM operation
@@ -87,7 +87,7 @@ def scenario_env(base: dict[str, str], targets: list[str], mode: str) -> dict[st
 def measure_now(env: dict[str, str], mode: str, count: int, concurrency: int) -> Measured:
     """This design: the timer starts (or enqueues) and returns; the queue functions do the rest."""
     from function_app import app
-    from scripts.devserver import functions_of
+    from devhost.devserver import functions_of
 
     with scoped_environ(env):
         reset_credentials()

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from azure.storage.fileshare import ShareServiceClient
 
-from bench.emulator_process import EmulatorProcess
+from devhost.emulator_process import EmulatorProcess
 from bench.ledger_writer import write_ledger
 from mccf_backup.verification import verify_share
-from scripts.envvars import scoped_environ
+from devhost.envvars import scoped_environ
 
 MIB = 2**20
 

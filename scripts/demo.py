@@ -23,9 +23,9 @@ from emulator import Emulator
 from mccf_backup.cli import main as cli_main
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.azurite import Azurite
-from scripts.devserver import RunningServer
-from scripts.envvars import scoped_environ
+from devhost.azurite import Azurite
+from devhost.devserver import RunningServer
+from devhost.envvars import scoped_environ
 
 
 def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], None] | None = None) -> int:

@@ -9,8 +9,8 @@ import pytest
 
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.azurite import Azurite
-from scripts.devserver import RunningServer
+from devhost.azurite import Azurite
+from devhost.devserver import RunningServer
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from azure.mgmt.confidentialledger.models import ConfidentialLedger, LedgerPrope
 
 from mccf_backup.restore_checks import RestoreRequest
 from mccf_backup.service import BackupService
-from scripts.devserver import functions_of
-from scripts.invocation import invoke
+from devhost.devserver import functions_of
+from devhost.invocation import invoke
 
 from ..emulator.helpers import mgmt_client
 from .test_verify_flow import use_fixture

@@ -253,7 +253,7 @@ def test_python_m_scripts_devserver_serves_the_app(app_env):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "scripts.devserver", "--port", str(port), "--key", "k-1", "--master-key", "m-1"],
+        [sys.executable, "-m", "devhost.devserver", "--port", str(port), "--key", "k-1", "--master-key", "m-1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -14,7 +14,7 @@ from schemathesis import GenerationMode
 
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.devserver import RunningServer
+from devhost.devserver import RunningServer
 
 from .conftest import seeded_settings
 from .contract import DOCUMENT, contract

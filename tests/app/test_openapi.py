@@ -16,7 +16,7 @@ schema = contract()
 
 def app_routes() -> set[tuple[str, str]]:
     from function_app import app
-    from scripts.devserver import functions_of
+    from devhost.devserver import functions_of
 
     routes = set()
     for function in functions_of(app):

@@ -15,7 +15,7 @@ from mccf_backup import clock, work_queue
 from mccf_backup.jobs import StaleJob
 from mccf_backup.lifecycle import IllegalTransition
 from mccf_backup.service import BackupService
-from scripts.queuepump import QueuePump
+from devhost.queuepump import QueuePump
 
 from .invariants import assert_nothing_lost
 from .test_timer_and_runs import timer_function

@@ -12,7 +12,7 @@ from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from mccf_backup.service import BackupService
-from scripts.queuepump import QueuePump
+from devhost.queuepump import QueuePump
 
 from .invariants import assert_nothing_lost, backup_operations
 from .test_timer_and_runs import timer_function

@@ -14,7 +14,7 @@ from azure.storage.fileshare import ShareServiceClient
 
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.invocation import current_invocation_id, invoke
+from devhost.invocation import current_invocation_id, invoke
 
 from .invariants import backup_operations, finish_running
 
@@ -22,7 +22,7 @@ from .invariants import backup_operations, finish_running
 def timer_function(name: str = "scheduled_backup"):
     """The timer function, called as the worker calls it (with its invocation context)."""
     from function_app import app
-    from scripts.devserver import functions_of
+    from devhost.devserver import functions_of
 
     (function,) = [f for f in functions_of(app) if f.get_function_name() == name]
     return lambda request: invoke(function, timer=request)

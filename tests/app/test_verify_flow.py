@@ -56,7 +56,7 @@ def test_the_verify_timer_verifies_new_backups_and_queued_http_requests(api, app
     still = __import__("requests").get(accepted.headers["Location"], timeout=30)
     assert still.status_code == 202  # nothing runs inside the request; the timer does the work
     from function_app import app
-    from scripts.devserver import functions_of
+    from devhost.devserver import functions_of
 
     (verify_timer,) = [f for f in functions_of(app) if f.get_function_name() == "scheduled_verify"]
     from azure.functions.timer import TimerRequest

@@ -8,7 +8,7 @@ from azure.identity import ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
 from emulator import Emulator
-from scripts.envvars import scoped_environ
+from devhost.envvars import scoped_environ
 
 
 def secret_client(emulator: Emulator, credential=None) -> SecretClient:

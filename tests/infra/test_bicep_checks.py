@@ -146,6 +146,7 @@ def test_logic_app_module_passes_every_workflow_parameter():
     for resource, sample in (
         ("backupWorkflow", "backup-before-change.json"),
         ("restoreWorkflow", "restore-with-approval.json"),
+        ("restoreBeforeWorkflow", "restore-before-transaction.json"),
     ):
         wanted = json.loads((INFRA / "logicapp" / sample).read_text())["definition"]["parameters"]
         given = {name.strip("'") for name in module["resources"][resource]["config"]["properties"]["parameters"]}

@@ -1,10 +1,10 @@
-"""The soak runs alone (make test starts it beside the rest of the suite): its own Azurite."""
+"""The soak runs on its own (`make soak`, after `make test` in CI): its own Azurite."""
 
 from __future__ import annotations
 
 import pytest
 
-from scripts.azurite import Azurite
+from devhost.azurite import Azurite
 
 
 @pytest.fixture(scope="session")

@@ -33,14 +33,14 @@ from collections import Counter
 import pytest
 from azure.functions.timer import TimerRequest
 
-from bench.emulator_process import EmulatorProcess
+from devhost.emulator_process import EmulatorProcess
 from emulator import Emulator
 from mccf_backup import operations
 from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
-from scripts.envvars import scoped_environ
-from scripts.invocation import invoke
-from scripts.queuepump import QueuePump
+from devhost.envvars import scoped_environ
+from devhost.invocation import invoke
+from devhost.queuepump import QueuePump
 
 from tests.app.invariants import assert_nothing_lost, backup_operations
 
@@ -173,7 +173,7 @@ def test_soak_200_rounds_over_20_targets_with_5_percent_faults(soak_emulator, az
     with scoped_environ(env):
         reset_credentials()
         from function_app import app
-        from scripts.devserver import functions_of
+        from devhost.devserver import functions_of
 
         functions = {f.get_function_name(): f for f in functions_of(app)}
 

@@ -29,8 +29,8 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from functions.queue import max_dequeue_count
-from scripts.devserver import functions_of
-from scripts.invocation import invoke
+from devhost.devserver import functions_of
+from devhost.invocation import invoke
 
 log = logging.getLogger("queuepump")
 

@@ -7,9 +7,9 @@ functions can be run through ``POST /admin/functions/<name>`` with the master ke
 Functions host's admin API (here it runs synchronously, and answers 500 when the function raised).
 Like ``func start``, it sets WEBSITE_HOSTNAME, the origin of the URLs the app hands out, and its
 access log never shows a key. Queue functions run
-beside it (scripts/queuepump.py), as ``func start`` runs them.
+beside it (devhost/queuepump.py), as ``func start`` runs them.
 
-    python -m scripts.devserver [--port 7071] [--key KEY] [--master-key KEY]
+    python -m devhost.devserver [--port 7071] [--key KEY] [--master-key KEY]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from mccf_backup.logs import safe_line
-from scripts.invocation import invoke
+from devhost.invocation import invoke
 
 log = logging.getLogger("devserver")
 ROUTE_PARAM = re.compile(r"\{(\w+)(?::\w+)?\??\}")
@@ -156,7 +156,7 @@ class RunningServer:
         pump: bool = True,
         master_key: str | None = None,
     ) -> None:
-        from scripts.queuepump import QueuePump
+        from devhost.queuepump import QueuePump
 
         self.key = function_key
         self.master_key = master_key or secrets.token_urlsafe(24)
@@ -190,7 +190,7 @@ class RunningServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.devserver", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devhost.devserver", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument(
         "--key",
@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as ``python -m``, this file is ``__main__``: hand over to ``scripts.devserver`` itself, or the
+    # Run as ``python -m``, this file is ``__main__``: hand over to ``devhost.devserver`` itself, or the
     # queue pump (which imports that module) would index the app a second time and fail.
-    from scripts.devserver import main as devserver_main
+    from devhost.devserver import main as devserver_main
 
     sys.exit(devserver_main())

@@ -1,0 +1,148 @@
+"""`make emulator` writes a local.settings.json that `func start` can run on: every connection in it answers.
+
+Core Tools do not run here, so the test does what the host and the app would do with the file: the
+host's own Blob use (timer locks), the app's tables and queues, its managed identity, ARM, Key Vault
+and Azure Files, each through the client the product uses, with only the file's values set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from devhost.azurite import WELL_KNOWN_PORTS
+from devhost.envvars import scoped_environ
+from devhost.localdev import FROM_THE_EMULATOR, SAMPLE
+from mccf_backup import work_queue
+from mccf_backup.identity import reset_credentials
+from mccf_backup.run import Run
+from mccf_backup.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in FROM_THE_EMULATOR and k != "AzureWebJobsStorage"}
+
+
+def devhost(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "devhost", *args], cwd=REPO, env=CLEAN_ENV, text=True, **kwargs)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def every_connection_answers(values: dict[str, str]) -> None:
+    """Blob as the host uses it, then the app's Table, Queue, identity, ARM, Key Vault and Files."""
+    storage = values["AzureWebJobsStorage"]
+    locks = BlobServiceClient.from_connection_string(storage).get_container_client("azure-webjobs-hosts")
+    if not locks.exists():
+        locks.create_container()
+    locks.upload_blob("locks/mccf-backup/scheduled_backup.lock", b"", overwrite=True)
+    fresh = {
+        "JOBS_TABLE_NAME": f"check{uuid.uuid4().hex[:8]}",
+        "OPERATIONS_QUEUE_NAME": f"check-{uuid.uuid4().hex[:8]}",
+    }
+    with scoped_environ({**values, **fresh}):
+        reset_credentials()
+        try:
+            run = Run(Settings.from_env())
+            assert run.jobs.list() == []  # the job table (created on first use) answers
+            queue = run.operations_queue()
+            work_queue.send(queue, work_queue.StepMessage("check", 0), 0)  # the operations queue answers
+            assert [m.content for m in queue.receive_messages()] == [work_queue.StepMessage("check", 0).to_json()]
+            for token_scope in ("https://management.azure.com/.default", "https://vault.azure.net/.default"):
+                assert run.credential.get_token(token_scope).token  # the managed identity answers
+            for target in run.targets:
+                assert run.arm.get(target)["properties"]["provisioningState"] == "Succeeded"  # ARM answers
+            run.catalog().list_all()  # Key Vault's secret opens Azure Files
+        finally:
+            reset_credentials()
+
+
+def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_path):
+    if any(port_in_use(port) for port in WELL_KNOWN_PORTS.values()):
+        pytest.fail(f"Azurite's well-known ports {sorted(WELL_KNOWN_PORTS.values())} are taken: stop what uses them")
+    settings_path = tmp_path / "local.settings.json"
+    running = devhost(
+        "emulator",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--out",
+        str(settings_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not settings_path.exists():
+            assert running.poll() is None, running.communicate()[1]
+            assert time.monotonic() < deadline, "make emulator wrote no local.settings.json within 90 s"
+            time.sleep(0.2)
+        written = json.loads(settings_path.read_text())
+        values = written["Values"]
+        sample = json.loads(SAMPLE.read_text())["Values"]
+        assert set(values) == set(sample) and values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+        assert not [name for name, value in values.items() if "filled in by" in value]
+        assert oct(settings_path.stat().st_mode & 0o777) == "0o600"  # it holds the identity header
+        every_connection_answers(values)
+
+        again = tmp_path / "again.json"
+        rewritten = devhost(
+            "local-settings",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--out",
+            str(again),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert rewritten.wait(timeout=60) == 0, rewritten.communicate()[1]
+        assert json.loads(again.read_text()) == written
+    finally:
+        running.send_signal(signal.SIGTERM)
+        running.wait(timeout=30)
+    assert running.returncode == 0
+    assert not [port for port in WELL_KNOWN_PORTS.values() if port_in_use(port)]  # Azurite stopped with it
+
+
+def test_local_settings_without_a_running_emulator_says_what_to_do(tmp_path):
+    for state in (tmp_path / "never-ran", tmp_path / "stopped"):
+        if state.name == "stopped":  # an emulator ran here once, on a port nothing answers on now
+            (state / "emulator").mkdir(parents=True)
+            (state / "emulator" / "emulator.env").write_text(
+                f"ARM_ENDPOINT=https://127.0.0.1:9/\nREQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'}\n"
+            )
+        refused = devhost(
+            "local-settings",
+            "--state-dir",
+            str(state),
+            "--out",
+            str(tmp_path / "out.json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = refused.communicate(timeout=60)
+        assert refused.returncode == 1 and "make emulator" in err and "Traceback" not in err, err
+        assert not (tmp_path / "out.json").exists()
+
+
+def test_the_sample_holds_valid_defaults_except_what_the_emulator_fills_in():
+    values = json.loads(SAMPLE.read_text())["Values"]
+    marked = {
+        name for name, value in values.items() if "filled in by `make emulator` or `make local-settings`" in value
+    }
+    assert marked == set(FROM_THE_EMULATOR) - {"STORAGE_SECRET_NAME", "MCCF_TARGETS"}
+    assert not [name for name, value in values.items() if "<" in value or "port from" in value]
+    filled = {**values, **{name: "https://127.0.0.1:1/" for name in marked}, "REQUESTS_CA_BUNDLE": ""}
+    with scoped_environ(filled):
+        Settings.from_env()  # every other value parses as it stands
