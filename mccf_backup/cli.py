@@ -1,4 +1,4 @@
-"""Operator CLI: ``python -m mccf_backup backup|restore|list|jobs|status|...``.
+"""Operator CLI: ``mccf-backup backup|restore|list|jobs|status|...``.
 
 The same engine as the Functions app, for break-glass work outside it. Readable tables by default,
 ``--json`` for scripts, progress on stderr while ``--wait`` follows a long operation (by looking at
@@ -83,7 +83,7 @@ class Cli:
             f"{job.kind} {job.status}: job {job.id}"
             + (f", share {job.share}" if job.share else "")
             + (f"\n  {job.error_code}: {job.error_message}" if job.error_code else "")
-            + ("\n  follow it with: python -m mccf_backup jobs" if not job.done else ""),
+            + (f"\n  follow it with: {getattr(args, 'prog', 'mccf-backup')} jobs" if not job.done else ""),
         )
         return 1 if job.status == "failed" else 0
 
@@ -310,6 +310,7 @@ def _ledger_columns(row: dict) -> dict:
 def parser() -> argparse.ArgumentParser:
     prog = "mccf-backup" if Path(sys.argv[0]).name == "mccf-backup" else "python -m mccf_backup"  # as invoked
     root = argparse.ArgumentParser(prog=prog, description="Back up and restore Azure Managed CCF.")
+    root.set_defaults(prog=prog)  # hints name the command the operator typed
     root.add_argument("--json", action="store_true", help="machine-readable output")
     commands = root.add_subparsers(dest="command", required=True)
     backup = commands.add_parser("backup", help="back up targets now")

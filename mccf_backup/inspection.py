@@ -61,7 +61,7 @@ def inspect_backup(
     if max_bytes is not None and size > max_bytes:
         raise LedgerTooLargeToReadInline(
             f"The ledger of '{share}' is {size} bytes, more than the {max_bytes} a request reads; run "
-            f"'python -m mccf_backup inspect {share} --target {found['target']}' instead.",
+            f"'mccf-backup inspect {share} --target {found['target']}' instead.",
             field="ledger",
         )
     client = run.storage().service_client().get_share_client(share)

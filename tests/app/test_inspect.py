@@ -104,4 +104,4 @@ def test_the_api_reads_a_small_ledger_through_and_refuses_a_large_one(api, app_e
     monkeypatch.setattr(mccf_backup.service, "INLINE_MAX_BYTES", 1000)  # as if the ledger were large
     refused = api("GET", f"backups/{share}", params={"target": target, "ledger": "true"})
     assert refused.status_code == 413 and refused.json()["code"] == "ledger_too_large_to_read_inline"
-    assert "python -m mccf_backup inspect" in refused.json()["detail"]
+    assert "mccf-backup inspect" in refused.json()["detail"]
