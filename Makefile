@@ -1,5 +1,5 @@
-# The README's contract: `make demo` runs the main job against the local emulator,
-# `make test` runs every test. Each installs what it needs itself.
+# The README's contract: `make demo` runs the main job against the local emulator, `make test` runs
+# every test but the soak (`make soak`, which CI runs after it). Each installs what it needs itself.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -72,12 +73,18 @@ class Azurite:
         else:
             self._location.mkdir(parents=True, exist_ok=True)
             command += ["--location", str(self._location)]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._processes.append(process)
+        # stderr to a file, not a pipe: a pipe nobody reads after the start would fill and stall Azurite.
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+            self._processes.append(process)
+            self._wait_listening(process, service, port, errors)
+
+    def _wait_listening(self, process: subprocess.Popen, service: str, port: int, errors) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"Azurite {service} exited at start: {process.stderr.read().decode()[-2000:]}")
+                errors.seek(0)
+                raise RuntimeError(f"Azurite {service} exited at start: {errors.read().decode()[-2000:]}")
             try:
                 server = urllib.request.urlopen(f"http://127.0.0.1:{port}/{DEV_ACCOUNT}", timeout=2).headers
             except urllib.error.HTTPError as answered:  # Azurite answers an unsigned request 4xx: it is up

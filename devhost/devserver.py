@@ -6,10 +6,10 @@ It reads the app's own functions (``app.get_functions()``): each HTTP function i
 functions can be run through ``POST /admin/functions/<name>`` with the master key, as with the
 Functions host's admin API (here it runs synchronously, and answers 500 when the function raised).
 Like ``func start``, it sets WEBSITE_HOSTNAME, the origin of the URLs the app hands out, and its
-access log never shows a key. Queue functions run
-beside it (devhost/queuepump.py), as ``func start`` runs them.
+access log never shows a key. Queue functions run beside it (devhost/queuepump.py), as
+``func start`` runs them.
 
-    python -m devhost.devserver [--port 7071] [--key KEY] [--master-key KEY]
+    python -m devhost.devserver [--port 7071] [--key KEY] [--master-key KEY] [--settings local.settings.json]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 import secrets
 import sys
 import threading
+from pathlib import Path
 from typing import Iterable
 
 import azure.functions as func
@@ -202,7 +203,18 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("MASTER_KEY") or secrets.token_urlsafe(24),
         help="master key for /admin/functions/<name> (default: MASTER_KEY, else a random one)",
     )
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        help="a local.settings.json whose Values to run with, as `func start` does (the environment wins)",
+    )
     args = parser.parse_args(argv)
+    if args.settings:
+        try:
+            values = json.loads(args.settings.read_text(encoding="utf-8"))["Values"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"cannot read settings from {args.settings}: {exc}")
+        os.environ.update({name: str(value) for name, value in values.items() if name not in os.environ})
     from function_app import app
 
     print(

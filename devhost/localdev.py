@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Mapping
@@ -55,12 +57,22 @@ def local_settings(emulator_env: Mapping[str, str], storage_connection: str) -> 
 
 def write_local_settings(emulator_env: Mapping[str, str], storage_connection: str, path: Path) -> dict:
     """Write ``local.settings.json`` readable by its owner only (it holds the emulator's identity
-    header), replacing any previous one whole."""
+    header), replacing any previous one whole: a new file created 0600 beside it (never one that
+    exists, nor through a link), then renamed over it."""
     document = local_settings(emulator_env, storage_connection)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    partial.chmod(0o600)
-    partial.replace(path)
+    try:
+        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise LocalDevError(
+            f"Cannot write {path}: {exc.strerror}. Pass --out a file in a folder that exists."
+        ) from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(document, indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError as exc:
+        os.unlink(partial)
+        raise LocalDevError(f"Cannot write {path}: {exc.strerror}.") from None
     return document
 
 
@@ -84,16 +96,18 @@ def storage_connection(state_dir: Path) -> str:
     return recorded.read_text(encoding="utf-8").strip() if recorded.exists() else "UseDevelopmentStorage=true"
 
 
-def run_emulator(state_dir: Path, settings_path: Path, stop: threading.Event) -> None:
-    """The emulator and Azurite until ``stop`` is set, with ``local.settings.json`` written for them."""
+def run_emulator(state_dir: Path, settings_path: Path, stop: threading.Event, *, free_ports: bool = False) -> None:
+    """The emulator and Azurite until ``stop`` is set, with ``local.settings.json`` written for them.
+    Azurite starts first: when its ports are taken (another ``make emulator``?), nothing else has
+    been touched yet, the emulator's state included."""
     from emulator import Emulator
 
     from .azurite import Azurite
 
     try:
         with (
+            Azurite(state_dir / "azurite", blob=True, well_known_ports=not free_ports) as azurite,
             Emulator(state_dir / "emulator", seed=True) as emu,
-            Azurite(state_dir / "azurite", blob=True, well_known_ports=True) as azurite,
         ):
             (state_dir / "azurite.connection").write_text(azurite.connection_string + "\n", encoding="utf-8")
             write_local_settings(emu.env, azurite.connection_string, settings_path)
@@ -117,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument(
             "--out", type=Path, default=REPO / "local.settings.json", help="default: local.settings.json"
         )
+    commands.choices["emulator"].add_argument(
+        "--free-ports",
+        action="store_true",
+        help="Azurite on free ports, not 10000-10002 (beside another Azurite); the settings name them",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "local-settings":
@@ -127,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop Azurite too, not only this process
         try:
-            run_emulator(args.state_dir, args.out, stop)
+            run_emulator(args.state_dir, args.out, stop, free_ports=args.free_ports)
         except KeyboardInterrupt:
             stop.set()
         return 0

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import WELL_KNOWN_PORTS
@@ -69,16 +70,53 @@ def every_connection_answers(values: dict[str, str]) -> None:
             reset_credentials()
 
 
-def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_path):
-    if any(port_in_use(port) for port in WELL_KNOWN_PORTS.values()):
-        pytest.fail(f"Azurite's well-known ports {sorted(WELL_KNOWN_PORTS.values())} are taken: stop what uses them")
+def the_dev_server_serves_the_api_on(settings_path: Path) -> None:
+    """Where Core Tools are missing, the dev server runs the app on the same file."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = "local-settings-check-key"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "devhost.devserver", "--port", str(port), "--settings", str(settings_path)],
+        cwd=REPO,
+        env={**CLEAN_ENV, "FUNCTION_KEY": key},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[1][-2000:]
+            try:
+                status = requests.get(f"http://127.0.0.1:{port}/api/status", params={"code": key}, timeout=30)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the dev server did not answer within 60 s"
+                time.sleep(0.2)
+        assert status.status_code == 200, status.text
+        assert len(status.json()["targets"]) == len(
+            json.loads(settings_path.read_text())["Values"]["MCCF_TARGETS"].split(",")
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("ports", ["well-known", "free"])
+def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_path, ports):
+    """On Azurite's well-known ports (UseDevelopmentStorage=true) when they are free (when a developer's
+    own `make emulator` holds them, beside it), and on free ports, as --free-ports asks."""
+    well_known = ports == "well-known" and not any(port_in_use(port) for port in WELL_KNOWN_PORTS.values())
     settings_path = tmp_path / "local.settings.json"
+    options = [] if well_known else ["--free-ports"]
     running = devhost(
         "emulator",
         "--state-dir",
         str(tmp_path / "state"),
         "--out",
         str(settings_path),
+        *options,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -91,10 +129,14 @@ def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_pat
         written = json.loads(settings_path.read_text())
         values = written["Values"]
         sample = json.loads(SAMPLE.read_text())["Values"]
-        assert set(values) == set(sample) and values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+        assert set(values) == set(sample)
+        storage = values["AzureWebJobsStorage"]
+        assert storage == "UseDevelopmentStorage=true" if well_known else "BlobEndpoint=http://127.0.0.1:" in storage
         assert not [name for name, value in values.items() if "filled in by" in value]
         assert oct(settings_path.stat().st_mode & 0o777) == "0o600"  # it holds the identity header
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["local.settings.json", "state"]  # no partial
         every_connection_answers(values)
+        the_dev_server_serves_the_api_on(settings_path)
 
         again = tmp_path / "again.json"
         rewritten = devhost(
@@ -112,7 +154,23 @@ def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_pat
         running.send_signal(signal.SIGTERM)
         running.wait(timeout=30)
     assert running.returncode == 0
-    assert not [port for port in WELL_KNOWN_PORTS.values() if port_in_use(port)]  # Azurite stopped with it
+    if well_known:
+        assert not [port for port in WELL_KNOWN_PORTS.values() if port_in_use(port)]  # Azurite stopped with it
+
+
+def test_the_settings_file_is_never_written_through_a_link_or_into_a_missing_folder(tmp_path):
+    """A planted link where the file goes is replaced, not followed; a bad --out is a message, not a trace."""
+    from devhost.localdev import LocalDevError, write_local_settings
+
+    env = {name: "https://127.0.0.1:1/" for name in FROM_THE_EMULATOR} | {"REQUESTS_CA_BUNDLE": "ca.pem"}
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "local.settings.json").symlink_to(victim)
+    write_local_settings(env, "UseDevelopmentStorage=true", tmp_path / "local.settings.json")
+    assert victim.read_text() == "keep me" and not (tmp_path / "local.settings.json").is_symlink()
+    assert oct((tmp_path / "local.settings.json").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(LocalDevError, match="folder that exists"):
+        write_local_settings(env, "UseDevelopmentStorage=true", tmp_path / "missing" / "local.settings.json")
 
 
 def test_local_settings_without_a_running_emulator_says_what_to_do(tmp_path):

@@ -41,8 +41,10 @@ def deployed_files() -> set[str]:
         for line in (REPO / ".funcignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    return {path for path in tracked.splitlines() if not ignored(path, patterns)}
+    # What `func azure functionapp publish` packs is the working tree: untracked files count too.
+    listed = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    files = subprocess.run(listed, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return {path for path in files.splitlines() if not ignored(path, patterns) and (REPO / path).exists()}
 
 
 def imported_closure() -> set[str]:
