@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from .engine import authorize, restore_request, service_from_environment
 from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
+from .openapi_v2 import to_swagger2
 
 bp = func.Blueprint()
 OPENAPI = Path(__file__).with_name("openapi.json")
@@ -181,10 +182,13 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @lru_cache(maxsize=8)
-def _openapi(origin: str | None) -> bytes:
+def _openapi(origin: str | None, version: str = "3") -> bytes:
     """The document as this deployment serves it: its one server is this deployment (the repository's
-    copy names a template), so a tool that imports it sends its key nowhere else."""
+    copy names a template), so a tool that imports it sends its key nowhere else. Version 2 is derived
+    from the same file (for Logic Apps), never kept by hand."""
     document = json.loads(OPENAPI.read_text())
+    if version == "2":
+        return json.dumps(to_swagger2(document, origin), indent=2).encode()
     document["servers"] = [{"url": f"{origin or ''}/api", "description": "this deployment"}]
     return json.dumps(document, indent=2).encode()
 
@@ -197,3 +201,13 @@ def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
     settings = service_from_environment().settings
     authorize(req.headers, "read", settings)
     return func.HttpResponse(_openapi(settings.public_origin), status_code=200, mimetype="application/json")
+
+
+@bp.route(route="swagger.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handles_errors
+def get_swagger(req: func.HttpRequest) -> func.HttpResponse:
+    """The same contract as OpenAPI 2.0, for Logic Apps' HTTP + Swagger action. The one route without
+    a key: the designer fetches it from the browser, and a key in its URL would be stored in the
+    workflow's definition. It holds only what the repository publishes (routes, shapes, error codes)."""
+    settings = service_from_environment().settings
+    return func.HttpResponse(_openapi(settings.public_origin, "2"), status_code=200, mimetype="application/json")

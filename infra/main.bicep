@@ -284,6 +284,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // The Logic Apps designer fetches /api/swagger.json from the portal page (HTTP + Swagger action).
+      cors: { allowedOrigins: ['https://portal.azure.com', 'https://ms.portal.azure.com'] }
     }
     functionAppConfig: {
       deployment: {
@@ -379,6 +381,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authC
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      excludedPaths: ['/api/swagger.json'] // the API's shape only, for the Logic Apps designer
     }
     identityProviders: {
       azureActiveDirectory: {

@@ -25,7 +25,9 @@ resource office365 'Microsoft.Web/connections@2016-06-01' = {
   }
 }
 
-var backupBeforeChange = loadJsonContent('../logicapp/backup-before-change.json')
+// Its HTTP + Swagger action names the API document of this deployment, for the designer.
+var backupBeforeChangeText = loadTextContent('../logicapp/backup-before-change.json')
+var backupBeforeChange = json(replace(backupBeforeChangeText, 'https://<function app>.azurewebsites.net/api', apiBaseUrl))
 var restoreWithApproval = loadJsonContent('../logicapp/restore-with-approval.json')
 var restoreBeforeTransaction = loadJsonContent('../logicapp/restore-before-transaction.json')
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 
@@ -20,7 +21,11 @@ ROUTES = [
     ("POST", "restores", {"json": {"target": "x", "dryRun": True}}),
     ("GET", "openapi.json", {}),  # the contract too: every route needs a role, one rule to check
     ("GET", "operations/not-an-id", {}),  # refused for who asks before what is asked is judged
+    ("GET", "backups/x-20260101000000", {"params": {"target": "x"}}),
+    ("POST", "backups/x-20260101000000/pin", {"json": {"target": "x", "label": "golden"}}),
+    ("POST", "backups/x-20260101000000/unpin", {"json": {"target": "x"}}),
 ]
+ANONYMOUS = {("get", "/swagger.json")}  # the OpenAPI 2.0 document, for the Logic Apps designer
 NEEDS = {"GET": "Backup.Read", "POST backups": "Backup.Operator", "POST restores": "Restore.Operator"}
 
 
@@ -33,7 +38,7 @@ def principal(name: str, *roles: str) -> dict[str, str]:
 def needed(method: str, path: str) -> str:
     if method == "GET":
         return NEEDS["GET"]
-    return NEEDS["POST restores"] if path == "restores" else NEEDS["POST backups"]
+    return NEEDS["POST restores"] if path == "restores" or path.endswith("/unpin") else NEEDS["POST backups"]
 
 
 @pytest.fixture
@@ -49,6 +54,26 @@ def test_every_route_needs_a_principal_and_its_role(api, easy_auth, method, path
     assert needed(method, path) in body["detail"] and "mallory" in body["detail"]
     allowed = api(method, path, headers=principal("alice", needed(method, path)), **kwargs)
     assert allowed.status_code not in (401, 403), allowed.text
+
+
+def test_every_route_but_the_anonymous_one_is_in_that_list():
+    from .test_openapi import app_routes
+
+    def template(route: str) -> str:
+        return "^/" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(route.lstrip("/"))) + "$"
+
+    listed = {(method.lower(), "/" + path) for method, path, _ in ROUTES}
+    for method, route in app_routes() - ANONYMOUS:
+        assert any(m == method and re.match(template(route), path) for m, path in listed), (method, route)
+
+
+def test_the_openapi_2_document_answers_anyone_and_says_nothing_secret(api, easy_auth, devserver):
+    import requests
+
+    for params in ({}, {"code": "wrong"}):
+        response = requests.get(f"{devserver.url}/api/swagger.json", params=params, timeout=30)
+        assert response.status_code == 200 and response.json()["swagger"] == "2.0"
+        assert devserver.key not in response.text and devserver.master_key not in response.text
 
 
 def test_the_caller_goes_into_the_job_history(api, easy_auth, app_env):

@@ -152,3 +152,21 @@ def test_logic_app_module_passes_every_workflow_parameter():
         given = {name.strip("'") for name in module["resources"][resource]["config"]["properties"]["parameters"]}
         assert set(given) == set(wanted), (sample, set(wanted) ^ set(given))
         assert sample in json.dumps(module["variables"])
+
+
+def test_only_the_anonymous_routes_pass_easy_auth_and_the_designer_may_fetch_the_swagger():
+    """Easy Auth lets through exactly the app's anonymous routes (the OpenAPI 2.0 document, which the
+    Logic Apps designer fetches from the portal page, CORS allowing it), and nothing that needs a role."""
+    from function_app import app
+    from devhost.devserver import functions_of
+
+    anonymous = set()
+    for function in functions_of(app):
+        trigger = function.get_trigger().get_dict_repr()
+        if trigger.get("type") == "httpTrigger" and str(trigger.get("authLevel")).lower().endswith("anonymous"):
+            anonymous.add("/api/" + trigger["route"])
+    resources = main()["resources"]
+    validation = resources["authSettings"]["config"]["config"]["properties"]["globalValidation"]
+    assert set(validation["excludedPaths"]) == anonymous == {"/api/swagger.json"}
+    cors = resources["app"]["config"]["properties"]["siteConfig"]["cors"]["allowedOrigins"]
+    assert set(cors) == {"https://portal.azure.com", "https://ms.portal.azure.com"}

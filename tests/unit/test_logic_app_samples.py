@@ -38,3 +38,19 @@ def test_samples_use_documented_routes_and_fields():
             assert set(inputs["body"]) <= set(allowed), (path.name, name)
             assert inputs["queries"]["code"] == "@parameters('functionKey')"
             assert definition["parameters"]["functionKey"]["type"] == "SecureString"
+
+
+def test_the_backup_sample_is_an_http_swagger_action_on_the_2_0_document():
+    """Logic Apps' HTTP + Swagger action: the designer reads the operation from metadata.apiDefinitionUrl."""
+    from functions.openapi_v2 import to_swagger2
+
+    swagger = to_swagger2(DOCUMENT)
+    definition = json.loads((REPO / "infra" / "logicapp" / "backup-before-change.json").read_text())["definition"]
+    (name, action), *_ = http_actions(definition)
+    assert action["metadata"] == {
+        "apiDefinitionUrl": "https://<function app>.azurewebsites.net/api/swagger.json",
+        "swaggerSource": "custom",
+    }
+    route = "/" + action["inputs"]["uri"].rsplit("}/", 1)[1]  # "@{parameters('mccfBackupApi')}/backups"
+    operation = swagger["paths"][route][action["inputs"]["method"].lower()]
+    assert operation["operationId"] == "StartBackup" and "202" in operation["responses"]
