@@ -82,6 +82,8 @@ class ArmOptions:
     # hundreds of rounds of real polling in seconds. Azure's ARM sends whole seconds.
     retry_after_ms: int | None = None
     deny: dict[str, set[str]] = field(default_factory=dict)  # client id -> denied actions ('*' for all)
+    # the storage account's share soft delete policy, as ARM's fileServices/default reports it
+    share_soft_delete: dict = field(default_factory=lambda: {"enabled": True, "days": 30})
 
 
 class ManagedCcfService:

@@ -23,6 +23,7 @@ from .arm import (
     ManagedCcfService,
     error_response,
 )
+from .arm_platform import PLATFORM_API_VERSIONS, PLATFORM_ROUTES, STORAGE_ACCOUNT, file_services, permissions
 from .fileshare.service import CREATE_DIR, CREATE_FILE, CREATE_SHARE, GET_FILE, GET_SHARE, LIST_DIR, PUT_RANGE
 from .throttle import Throttle
 from .tokens import ARM_AUDIENCES, TokenAuthority, TokenError
@@ -45,13 +46,15 @@ class ArmApp:
         self._throttle = throttle
         self._base_url = base_url
         self.record_dir = record_dir
+        self._storage_account = STORAGE_ACCOUNT
         self._record_lock = threading.Lock()
         self._record_count = 0
 
     def __call__(self, environ: dict, start_response) -> list[bytes]:
         request = Request(environ)
         route, match = next(
-            ((name, m) for name, pattern in ROUTES if (m := pattern.fullmatch(request.path))), (None, None)
+            ((name, m) for name, pattern in ROUTES + PLATFORM_ROUTES if (m := pattern.fullmatch(request.path))),
+            (None, None),
         )
         try:
             response = self.handle(request, route, match)
@@ -63,7 +66,7 @@ class ArmApp:
         response.headers["x-ms-correlation-request-id"] = request.headers.get(
             "x-ms-correlation-request-id", str(uuid.uuid4())
         )
-        if self.record_dir is not None and route not in (None, "operation"):
+        if self.record_dir is not None and route not in (None, "operation", *PLATFORM_API_VERSIONS):
             self._record(request, response)
         return response(environ, start_response)
 
@@ -95,11 +98,12 @@ class ArmApp:
                 "InvalidResourceType" if "/providers/" in path else "NotFound",
                 f"The resource type could not be found in the namespace '{NAMESPACE}' for api version '{api_version}'.",
             )
-        if api_version not in API_VERSIONS:
+        versions = PLATFORM_API_VERSIONS.get(route, API_VERSIONS)
+        if api_version not in versions:
             raise ArmError(
                 400,
                 "InvalidApiVersionParameter",
-                f"The api-version '{api_version}' is invalid. The supported versions are '{','.join(API_VERSIONS)}'.",
+                f"The api-version '{api_version}' is invalid. The supported versions are '{','.join(versions)}'.",
             )
         groups = match.groupdict()
         if not GUID.fullmatch(groups["sub"]):
@@ -118,7 +122,9 @@ class ArmApp:
                 f"Please try again after '{retry_after}' seconds.",
                 {"Retry-After": str(retry_after), f"x-ms-ratelimit-remaining-subscription-{kind}": "0"},
             )
-        self._check_rbac(caller.client_id, caller.object_id, request.method, groups, route)
+        request.environ["emulator.caller"] = caller.client_id.lower()
+        if route != "permissions":  # anyone may read their own permissions
+            self._check_rbac(caller.client_id, caller.object_id, request.method, groups, route)
         remaining_header = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
         try:
             with self.service.lock:
@@ -137,6 +143,8 @@ class ArmApp:
         action = f"{NAMESPACE}/{type_name}/" + (
             f"{groups['action'].lower()}/action" if route == "action" else _ACTIONS.get(method, "read")
         )
+        if route == "file_services":
+            action = "Microsoft.Storage/storageAccounts/fileServices/read"
         if "*" in denied or action.lower() in {d.lower() for d in denied}:
             raise ArmError(
                 403,
@@ -223,6 +231,16 @@ class ArmApp:
         return body
 
     # --- routes ---
+    def _permissions(self, request: Request, groups: dict, api_version: str) -> Response:
+        if request.method != "GET":
+            raise ArmError(405, "MethodNotAllowed", "Only GET is supported on permissions.")
+        return self._json(permissions(self.service.options.deny.get(request.environ["emulator.caller"], set())))
+
+    def _file_services(self, request: Request, groups: dict, api_version: str) -> Response:
+        if request.method != "GET":
+            raise ArmError(405, "MethodNotAllowed", "The emulator serves only GET on fileServices/default.")
+        return self._json(file_services(groups, self._storage_account, self.service.options.share_soft_delete))
+
     def _resource(self, request: Request, groups: dict, api_version: str) -> Response:
         resource_id = self._resource_id(groups)
         record = self.service.get(resource_id)

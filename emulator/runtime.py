@@ -24,6 +24,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from . import arm as arm_module
 from .arm import ArmOptions, ManagedCcfService
 from .arm_app import ArmApp
+from .arm_platform import STORAGE_ACCOUNT, STORAGE_RESOURCE_GROUP
 from .clock import Clock
 from .control import ControlApp
 from .faults import FaultInjector
@@ -42,7 +43,6 @@ from .tokens import TokenAuthority
 
 HOST = "127.0.0.1"
 SUBSCRIPTION_ID = "8a2c5f7e-3b1d-4c6a-9e0f-1d2b3c4d5e6f"
-STORAGE_ACCOUNT = "mccfbackupemu"
 STORAGE_SECRET_NAME = "backup-storage-connection"
 SEED_INSTANCES = (
     # resource group, app name, ledger fixture, committed chunks already in the live ledger
@@ -306,6 +306,10 @@ class Emulator:
             "KEY_VAULT_URL": self.url("keyvault") + "/",
             "STORAGE_SECRET_NAME": STORAGE_SECRET_NAME,
             "STORAGE_ACCOUNT_NAME": STORAGE_ACCOUNT,
+            "BACKUP_STORAGE_ACCOUNT_ID": (
+                f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{STORAGE_RESOURCE_GROUP}/providers/"
+                f"Microsoft.Storage/storageAccounts/{STORAGE_ACCOUNT}"
+            ),
             "FILE_ENDPOINT": self.file_endpoint,
             "REQUESTS_CA_BUNDLE": self.ca_bundle,
             "MCCF_TARGETS": ",".join(self.targets),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from .engine import authorize, restore_request, service_from_environment
 from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
+from .invocation import thread_setup
 from .openapi_v2 import to_swagger2
 
 bp = func.Blueprint()
@@ -179,6 +180,16 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
     service = service_from_environment()
     authorize(req.headers, "read", service.settings)
     return json_response({"targets": service.status()})
+
+
+@bp.route(route="preflight", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+def get_preflight(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Every check a first backup and restore depend on, with this app's own identity (the azd hook
+    calls it after each deployment). Always 200: the verdict is the body's ``status``."""
+    service = service_from_environment()
+    authorize(req.headers, "read", service.settings)
+    return json_response(service.preflight(thread_setup(context)).to_dict())
 
 
 @lru_cache(maxsize=8)

@@ -38,18 +38,18 @@ def error_response(err: errors.MccfBackupError) -> func.HttpResponse:
     return problem(err.status, err.code, err.title, err.message, target=err.target, field=err.field)
 
 
-def handles_errors(function: Callable[[func.HttpRequest], func.HttpResponse]):
+def handles_errors(function: Callable[..., func.HttpResponse]):
     """Every failure becomes problem+json with a stable code; never a stack trace, never a secret.
 
     The request's path and the error's message are logged as JSON strings: both can carry what the
     caller sent, and a JSON string is one line whatever it holds.
     """
 
-    @functools.wraps(function)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    @functools.wraps(function)  # the worker reads the bindings (req, context) through __wrapped__
+    def wrapper(req: func.HttpRequest, **bindings) -> func.HttpResponse:
         path = json.dumps(urlsplit(req.url).path[:256])
         try:
-            return function(req)
+            return function(req, **bindings)
         except errors.MccfBackupError as err:
             # A refused request is the caller's business (INFO); a failure on our side is a WARNING.
             level = logging.WARNING if err.status >= 500 else logging.INFO

@@ -207,6 +207,7 @@ var roles = {
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 }
 
 resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -242,6 +243,17 @@ resource functionsStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-
     principalType: 'ServicePrincipal'
   }
 }]
+
+// Reader on the backup account: the preflight reads its share soft delete setting (no keys, no data).
+resource backupStorageReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(backupStorage.id, identity.id, roles.reader)
+  scope: backupStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.reader)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
 
 resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(insights.id, identity.id, roles.monitoringMetricsPublisher)
@@ -334,6 +346,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SWEEP_SCHEDULE: sweepSchedule
     KEY_VAULT_URL: vault.properties.vaultUri
     STORAGE_SECRET_NAME: storageSecretName
+    BACKUP_STORAGE_ACCOUNT_ID: backupStorage.id
     ARM_ENDPOINT: environment().resourceManager
     MCCF_API_VERSION: '2023-06-28-preview'
     RESTORE_REGION: ''

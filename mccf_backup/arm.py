@@ -254,6 +254,34 @@ class ManagedCcfClient:
             url = body.get("nextLink")
         return found
 
+    def permissions(self, target: Target) -> list[dict]:
+        """The identity's effective permissions at the target (Permissions - List For Resource): what ARM
+        would allow, read without trying it."""
+        url = (
+            f"{self._endpoint}{target.resource_id}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01"
+        )
+        entries: list[dict] = []
+        while url:
+            self._check_same_host(url)
+            response = self._send(HttpRequest("GET", url), target, "read its own permissions").http_response
+            self._raise_for(response, target, "read its own permissions")
+            body = response.json()
+            entries += [entry for entry in body.get("value") or [] if isinstance(entry, dict)]
+            url = body.get("nextLink")
+        return entries
+
+    def file_service(self, storage_account_id: str) -> dict | None:
+        """The storage account's file service settings (share soft delete), or None when ARM refuses
+        to say (no read role on the account) or the account does not exist."""
+        url = f"{self._endpoint}{storage_account_id}/fileServices/default?api-version=2023-05-01"
+        response = self._send(HttpRequest("GET", url), None, "read the file service settings").http_response
+        if response.status_code in (403, 404):
+            return None
+        if response.status_code >= 400:
+            code, message = _arm_error(response)
+            raise AzureRequestFailed(f"ARM answered {response.status_code} {code} to a file service read: {message}")
+        return response.json()
+
     def _start(
         self, target: Target, suffix: str, method: str, body: dict | None, action: str, correlation: str | None
     ) -> StartedOperation:

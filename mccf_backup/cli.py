@@ -14,49 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import errors
+from . import cli_preflight, errors
 from .coverage import Before
 from .jobs import Job
 from .logs import one_line
 from .redaction import redact
+from .cli_format import JOB_COLUMNS, job_rows, ledger_columns, table
 from .restore_checks import RestoreRequest
 from .service import BackupService
 
 USAGE_ERRORS = (errors.SettingsInvalid, errors.InvalidRequest, errors.InvalidShareName, errors.TargetNotAllowed)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [[("" if row.get(key) is None else str(row.get(key))) for key, _ in columns] for row in rows]
-    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    lines = ["  ".join(title.ljust(widths[i]) for i, (_, title) in enumerate(columns))]
-    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in cells]
-    return "\n".join(lines)
-
-
-def _job_rows(jobs: list[Job]) -> list[dict[str, Any]]:
-    return [
-        {
-            **job.to_dict(),
-            "app": job.target.rsplit("/", 1)[-1],
-            "error": job.error_code or "",
-            "started": job.started.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-        for job in jobs
-    ]
-
-
-JOB_COLUMNS = [
-    ("id", "JOB"),
-    ("kind", "KIND"),
-    ("app", "APP"),
-    ("trigger", "TRIGGER"),
-    ("status", "STATUS"),
-    ("started", "STARTED (UTC)"),
-    ("share", "SHARE"),
-    ("error", "ERROR"),
-]
 
 
 class Cli:
@@ -73,8 +40,18 @@ class Cli:
         print(json.dumps(data, indent=2, default=str) if args.json else text, file=self.out)
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.command == "preflight":  # it reports settings that do not load, rather than stopping at them
+            return self.cmd_preflight(args)
         service = BackupService.from_environment(interactive=True)
         return getattr(self, f"cmd_{args.command}")(service, args)
+
+    def cmd_preflight(self, args: argparse.Namespace) -> int:
+        report = cli_preflight.report_for(args.canary, self.progress)
+        if args.json:
+            self.emit(args, report.to_dict(), "")
+        else:
+            cli_preflight.render(report, self.out)
+        return 1 if report.status == "failed" else 0
 
     def _started_or_done(self, service: BackupService, args: argparse.Namespace, job: Job) -> int:
         self.emit(
@@ -177,12 +154,12 @@ class Cli:
 
     def cmd_list(self, service: BackupService, args: argparse.Namespace, contains_txid: str | None = None) -> int:
         target, backups = service.list_backups(args.target, contains_txid)
-        rows = [{**b.to_dict(), **_ledger_columns(b.to_dict())} for b in backups]
+        rows = [{**b.to_dict(), **ledger_columns(b.to_dict())} for b in backups]
         self.emit(
             args,
             {"target": target.resource_id, "backups": rows},
             f"backups of {target.resource_id}\n"
-            + _table(
+            + table(
                 rows,
                 [
                     ("share", "SHARE"),
@@ -203,7 +180,7 @@ class Cli:
         jobs = [
             service.poll(job.id) if not job.done else job for job in service.list_jobs(args.target, limit=args.limit)
         ]
-        self.emit(args, [j.to_dict() for j in jobs], _table(_job_rows(jobs), JOB_COLUMNS))
+        self.emit(args, [j.to_dict() for j in jobs], table(job_rows(jobs), JOB_COLUMNS))
         return 0
 
     def cmd_prune(self, service: BackupService, args: argparse.Namespace) -> int:
@@ -287,7 +264,7 @@ class Cli:
         self.emit(
             args,
             report,
-            _table(
+            table(
                 rows,
                 [
                     ("app", "APP"),
@@ -299,12 +276,6 @@ class Cli:
             ),
         )
         return 0
-
-
-def _ledger_columns(row: dict) -> dict:
-    ledger, pin = row.get("ledger") or {}, row.get("pin") or {}
-    seqnos = f"{ledger['firstSeqno'] or 1}-{ledger['lastSeqno']}" if ledger.get("lastSeqno") is not None else ""
-    return {"seqnos": seqnos, "pinLabel": pin.get("label", "")}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -367,6 +338,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--share", help="the backup share (default: the newest good one of --target)")
     commands.add_parser("status", help="health per target")
     commands.add_parser("sweep", help="move on jobs whose next step is overdue; end jobs past their deadline")
+    preflight = commands.add_parser("preflight", help="check every permission and connection a backup and restore need")
+    preflight.add_argument("--canary", metavar="TARGET", help="also back up and verify this target, with timings")
     for sub in (
         backup,
         restore,
@@ -380,6 +353,7 @@ def parser() -> argparse.ArgumentParser:
         verify,
         commands.choices["status"],
         commands.choices["sweep"],
+        preflight,
     ):
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return root

@@ -49,6 +49,7 @@ class Run:
         table: JobTable | None = None,
     ) -> None:
         self.settings = settings
+        self.interactive = interactive  # the CLI's DefaultAzureCredential rather than a managed identity
         self.targets = TargetSet(settings.targets)
         self.credential = credential or get_credential(settings.client_id, interactive=interactive)
         self.http = requests.Session()

@@ -1,9 +1,8 @@
 """The engine's front door for the Functions app and the CLI: one object per run, one verb per method.
 
-It only wires the modules together (run resources, the operation core, backup, restore, upkeep,
-the scheduler) and applies Idempotency-Keys; what each verb does lives in its own module. Every
-start returns as soon as ARM accepted the request; ``poll`` and ``follow`` look at a job and move
-it on when its next step is due.
+It only wires the modules together and applies Idempotency-Keys; what each verb does lives in its own
+module. Every start returns once ARM accepted the request; ``poll`` and ``follow`` look at a job and
+move it on when its next step is due.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from .jobs import Job, JobTable
 from .coverage import TxId, containing
 from .operations import Operations, SweepResult
 from .pins import Pins
+from .preflight import Report, run_preflight
 from .restore import Restores
 from .restore_checks import RestoreCheck, RestoreRequest, check_restore
 from .run import Run, ThreadSetup
@@ -111,7 +111,9 @@ class BackupService:
     def sweep(self, setup: ThreadSetup | None = None) -> SweepResult:
         return self.operations.sweep(setup)
 
-    # --- queries and upkeep ---
+    def preflight(self, setup: ThreadSetup | None = None) -> Report:
+        return run_preflight(self.run, setup)
+
     def list_backups(self, reference: str, contains_txid: str | None = None) -> tuple[Target, list[Backup]]:
         """The target's backups, newest first; with ``contains_txid``, only the verified ones holding it."""
         target = self.targets.resolve(reference)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import MccfBackupError, SettingsInvalid
 from .retention import RetentionPolicy
+from .schedules import Schedule, ScheduleInvalid
 from .inputs import REGION
 from .targets import Target, TargetSet, parse_targets
 
@@ -49,6 +50,11 @@ _POLICY_FIELDS = {
 _SECRET_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
 _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+_STORAGE_ACCOUNT_ID = re.compile(
+    r"/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Storage/storageAccounts/[a-z0-9]{3,24}",
+    re.I,
+)
+SCHEDULE_SETTINGS = ("BACKUP_SCHEDULE", "PRUNE_SCHEDULE", "HEALTH_SCHEDULE", "VERIFY_SCHEDULE", "SWEEP_SCHEDULE")
 _QUEUE_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
@@ -89,6 +95,8 @@ class Settings:
     roles: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     public_origin: str | None = None  # where callers reach the API: PUBLIC_BASE_URL, else WEBSITE_HOSTNAME
     pin_warning_days: int = DEFAULT_PIN_WARNING_DAYS  # warn this long before a golden copy stops being restorable
+    schedules: dict[str, str] = field(default_factory=dict)  # the timer settings that are set, by name
+    backup_storage_account_id: str | None = None  # for the preflight's look at share soft delete
 
     def retention_for(self, target: Target) -> RetentionPolicy:
         return self.retention_overrides.get(target.resource_id.lower(), self.retention)
@@ -150,18 +158,18 @@ class Settings:
         region = get("RESTORE_REGION") or None
         if region and not REGION.fullmatch(region):
             problems.append(f"RESTORE_REGION '{region}' is not an Azure region name")
-        for name in (
-            "BACKUP_SCHEDULE",
-            "PRUNE_SCHEDULE",
-            "HEALTH_SCHEDULE",
-            "VERIFY_SCHEDULE",
-            "SWEEP_SCHEDULE",
-        ):  # the Functions host reads these
-            schedule = get(name)
-            if schedule and len(schedule.split()) != 6:
-                problems.append(
-                    f"{name} must be a six-field NCRONTAB expression (e.g. '0 0 2 * * *'), not '{schedule}'"
-                )
+        schedules = {name: get(name) for name in SCHEDULE_SETTINGS if get(name)}  # the Functions host reads these
+        for name, schedule in schedules.items():
+            try:
+                Schedule.parse(schedule)
+            except ScheduleInvalid as exc:
+                problems.append(f"{name} must be a six-field NCRONTAB expression (e.g. '0 0 2 * * *'): {exc}")
+        storage_account_id = get("BACKUP_STORAGE_ACCOUNT_ID") or None
+        if storage_account_id and not _STORAGE_ACCOUNT_ID.fullmatch(storage_account_id):
+            problems.append(
+                "BACKUP_STORAGE_ACCOUNT_ID must be the ARM resource ID of the backup storage account "
+                "(/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts/<name>)"
+            )
         table_name = get("JOBS_TABLE_NAME") or DEFAULT_JOBS_TABLE
         if not _TABLE_NAME.fullmatch(table_name):
             problems.append(f"JOBS_TABLE_NAME '{table_name}' is not a table name (3-63 letters or digits)")
@@ -267,6 +275,8 @@ class Settings:
             roles=roles,
             public_origin=public_origin,
             pin_warning_days=pin_warning_days,
+            schedules=schedules,
+            backup_storage_account_id=storage_account_id,
         )
 
 

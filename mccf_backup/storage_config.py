@@ -153,6 +153,10 @@ class StorageConfig:
                 + ". Store a fresh account SAS, or (better) the account's connection string, in the secret."
             )
 
+    def sas_expiry(self) -> dt.datetime | None:
+        """When the stored SAS stops working (None for a connection string, or an unreadable expiry)."""
+        return _parse_time({k: v[0] for k, v in parse_qs(self.sas_token or "").items()}.get("se", ""))
+
     def service_client(self, **kwargs) -> ShareServiceClient:
         """A client for catalog work (list, read and tag shares): the account key, or the stored SAS."""
         if self.account_key is not None:

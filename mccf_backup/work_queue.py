@@ -106,6 +106,19 @@ def _create(client: QueueClient) -> None:
         pass
 
 
+def probe(client: QueueClient) -> None:
+    """Create the queue if missing, then send and delete one message: the preflight's proof that the
+    app may write to it. Nothing ever receives the message."""
+    try:
+        _create(client)
+        sent = client.send_message("mccf-backup preflight probe", visibility_timeout=60)
+        client.delete_message(sent)
+    except AzureError as exc:
+        raise AzureRequestFailed(
+            f"Could not write to queue '{client.queue_name}': {redact(str(exc).splitlines()[0])}."
+        ) from exc
+
+
 def send(client: QueueClient, message: StepMessage, delay_seconds: float) -> None:
     """Send a step message that becomes visible after ``delay_seconds`` (whole seconds, rounded up)."""
     delay = min(MAX_DELAY_SECONDS, max(0, math.ceil(delay_seconds)))

@@ -19,6 +19,7 @@ ROUTES = [
     ("POST", "backups", {"json": {"target": "x"}}),
     ("POST", "backups/x-20260101000000/verify", {"json": {"target": "x"}}),
     ("POST", "restores", {"json": {"target": "x", "dryRun": True}}),
+    ("GET", "preflight", {}),
     ("GET", "openapi.json", {}),  # the contract too: every route needs a role, one rule to check
     ("GET", "operations/not-an-id", {}),  # refused for who asks before what is asked is judged
     ("GET", "backups/x-20260101000000", {"params": {"target": "x"}}),

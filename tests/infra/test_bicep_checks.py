@@ -18,7 +18,7 @@ import pytest
 from lark.exceptions import LarkError
 
 from functions.timer import scheduled_backup
-from mccf_backup import events
+from mccf_backup import events, rbac
 
 from .bicep import BICEP_FILES, INFRA, REPO, main, module_config, parsed
 
@@ -96,13 +96,9 @@ def test_every_suppression_gives_a_reason(checkov_report: dict):
 
 
 MODULES = INFRA / "modules"
-CCF = "Microsoft.ConfidentialLedger"
-READ_BACKUP_RESTORE = {
-    f"{CCF}/{kind}/{action}"
-    for kind in ("managedCCFs", "ledgers")
-    for action in ("read", "backup/action", "restore/action")
-}
-DELETE = {f"{CCF}/managedCCFs/delete", f"{CCF}/ledgers/delete"}
+# What the code calls (mccf_backup.rbac, which the preflight also checks against ARM's answer).
+READ_BACKUP_RESTORE = {action for kind in rbac.RESOURCE_TYPES for action in rbac.read_backup_restore(kind)}
+DELETE = {action for kind in rbac.RESOURCE_TYPES for action in rbac.delete_for_replace(kind)}
 
 
 def test_custom_role_grants_only_what_the_app_calls():
