@@ -17,6 +17,7 @@ from . import clock, events, inputs
 from .catalog import Backup
 from .errors import BackupNotPinnable, MccfBackupError, PinLabelInUse
 from .jobs import Job, new_job_id
+from .label_claims import LabelClaims
 from .lifecycle import SUCCEEDED
 from .operations import Operations
 from .run import Run
@@ -26,16 +27,14 @@ class Pins:
     def __init__(self, run: Run, operations: Operations) -> None:
         self.run = run
         self.ops = operations
+        self.claims = LabelClaims(run.table)
 
     def pin(
         self, reference: str, share: str, label: str, note: str | None, trigger: str, caller: str | None = None
     ) -> Backup:
-        """Pin ``share`` as ``label``; a label names one backup of a target at a time.
-
-        Share metadata has no conditional write, so two operators pinning two shares under one label
-        at once both write; each then lists the label's holders, and the later pin (by time, then
-        share name) takes itself back and is refused, so exactly one holds it.
-        """
+        """Pin ``share`` as ``label``; a label names one backup of a target at a time. The label is
+        claimed in the job table before the metadata is written (label_claims), so of two operators
+        pinning two shares under one label at once, exactly one gets it."""
         target = self.run.targets.resolve(reference)
         inputs.share_name(share)
         inputs.pin_label(label)
@@ -64,6 +63,9 @@ class Pins:
                 target=str(target),
                 field="label",
             )
+        taken = self.claims.claim(target.resource_id, label, share, lambda other: self._holds(target, other, label))
+        if taken is not None:
+            raise PinLabelInUse(f"'{label}' was just pinned on {taken}.", target=str(target), field="label")
         metadata = {
             cat.META_PIN_LABEL: label,
             cat.META_PINNED_BY: cat.metadata_text(caller or trigger, 256),
@@ -71,17 +73,21 @@ class Pins:
             **({cat.META_PIN_NOTE: note} if note else {}),
         }
         current = {k: v for k, v in backup.metadata.items() if k not in cat.PIN_METADATA}  # a new pin, whole
-        catalog.tag(share, metadata, current)
-        winner = min(
-            (b for b in catalog.backups(target) if (b.pin or {}).get("label") == label),
-            key=lambda b: (b.pin["at"] or "", b.share),  # type: ignore[index]
-        )
-        if winner.share != share:  # a concurrent pin of another share under this label came first
-            catalog.untag(share, cat.PIN_METADATA, catalog.get(target, share).metadata)
-            raise PinLabelInUse(f"'{label}' was just pinned on {winner.share}.", target=str(target), field="label")
+        try:
+            catalog.tag(share, metadata, current)
+        except MccfBackupError:
+            self.claims.release(target.resource_id, label, share)
+            raise
         self._protect_quietly(catalog, share)
         self._record("pin", target.resource_id, share, trigger, caller, f"pinned as '{label}'")
         return catalog.get(target, share)
+
+    def _holds(self, target, share: str, label: str) -> bool:
+        """Whether ``share`` still carries the pin ``label`` (a claim for it is live), per the catalog."""
+        try:
+            return (self.run.catalog().get(target, share).pin or {}).get("label") == label
+        except MccfBackupError:
+            return False  # gone: its claim is stale
 
     @staticmethod
     def _holder(backups: list[Backup], label: str, share: str) -> Backup | None:
@@ -104,6 +110,7 @@ class Pins:
         if backup.pin is None:
             return backup
         catalog.untag(share, cat.PIN_METADATA, backup.metadata)
+        self.claims.release(target.resource_id, backup.pin["label"], share)
         self._record("unpin", target.resource_id, share, trigger, caller, f"unpinned '{backup.pin['label']}'")
         return catalog.get(target, share)
 

@@ -165,6 +165,57 @@ def test_the_cli_finds_restores_before_and_pins(growing):
     assert code == 0 and "not pinned" in out
 
 
+def test_a_pin_whose_write_is_slow_still_holds_its_label_against_a_second(app_env, monkeypatch):
+    """The interleaving that once pinned two backups under one label: the second operator looks while
+    the first has decided but not yet written its metadata."""
+    import threading
+
+    from mccf_backup.catalog import Catalog
+    from mccf_backup.errors import PinLabelInUse
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    service = BackupService.from_environment()
+    first, second = (service.backup(target, "cli").share for _ in range(2))
+    real_tag, claimed, go_on = Catalog.tag, threading.Event(), threading.Event()
+
+    def slow_tag(self, share, metadata, current=None):
+        if share == first:
+            claimed.set()
+            go_on.wait(30)
+        return real_tag(self, share, metadata, current)
+
+    monkeypatch.setattr(Catalog, "tag", slow_tag)
+    pinning = threading.Thread(
+        target=lambda: BackupService.from_environment().pins.pin(target, first, "gold", None, "cli")
+    )
+    pinning.start()
+    try:
+        assert claimed.wait(30)
+        with pytest.raises(PinLabelInUse, match=first):
+            BackupService.from_environment().pins.pin(target, second, "gold", None, "cli")
+    finally:
+        go_on.set()
+        pinning.join(30)
+    holders = [b.share for b in service.list_backups(target)[1] if (b.pin or {}).get("label") == "gold"]
+    assert holders == [first]
+
+
+def test_a_label_whose_holder_was_unpinned_or_whose_pin_died_is_free_again(app_env, monkeypatch):
+    from mccf_backup import label_claims
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    service = BackupService.from_environment()
+    first, second, third = (service.backup(target, "cli").share for _ in range(3))
+    service.pins.pin(target, first, "gold", None, "cli")
+    service.pins.unpin(target, first, "cli")
+    assert service.pins.pin(target, second, "gold", None, "cli").pin["label"] == "gold"  # unpin released it
+    # a pin that claimed the label and died before writing its metadata: free once the grace has passed
+    service.pins.unpin(target, second, "cli")
+    service.pins.claims.claim(target, "gold", "app-nothere-20260101000000", lambda share: False)
+    monkeypatch.setattr(label_claims, "CLAIM_GRACE", label_claims.dt.timedelta(0))
+    assert service.pins.pin(target, third, "gold", None, "cli").pin["label"] == "gold"
+
+
 def test_two_operators_pinning_two_backups_under_one_label_at_once_leave_one_holder(app_env):
     import threading
 

@@ -1,0 +1,93 @@
+"""One backup per pin label and target: a claim entity in the job table, taken before the pin is written.
+
+A pin lives in share metadata, which has no conditional write, so two operators pinning two backups
+under one label at once would both succeed if each only looked at the catalog first. The claim is a
+create-if-absent (the table refuses the second create), or an ETag-conditional takeover of a claim
+whose share no longer holds the label: unpinned or deleted since, or a pin that died between its
+claim and its metadata write (after CLAIM_GRACE). Whoever does not get the claim is refused with
+the share that holds the label. The metadata stays the source of truth; the claim only orders writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Callable
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+from . import clock
+from .jobs import JobTable, StaleJob
+
+PARTITION = "pinlabel"
+CLAIM_GRACE = dt.timedelta(seconds=60)  # a claim whose pin has not been written yet is live this long
+_ATTEMPTS = 5
+
+
+def _row(target: str, label: str) -> str:
+    return hashlib.sha256(f"{target.lower()}\n{label}".encode()).hexdigest()
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+class LabelClaims:
+    def __init__(self, table: JobTable) -> None:
+        self._table = table
+
+    def _entity(self, target: str, label: str, share: str) -> dict:
+        return {"PartitionKey": PARTITION, "RowKey": _row(target, label), "share": share, "claimed": clock.utcnow()}
+
+    def _read(self, target: str, label: str) -> tuple[dict, str] | None:
+        try:
+            entity = self._table.call("read a pin label", self._table.client.get_entity, PARTITION, _row(target, label))
+        except ResourceNotFoundError:
+            return None
+        return dict(entity), entity.metadata["etag"]
+
+    def claim(self, target: str, label: str, share: str, still_holds: Callable[[str], bool]) -> str | None:
+        """Claim ``label`` for ``share``: None when it is ours now, else the share that holds it."""
+        for _ in range(_ATTEMPTS):
+            try:
+                self._table.call(
+                    "claim a pin label", self._table.client.create_entity, self._entity(target, label, share)
+                )
+                return None
+            except ResourceExistsError:
+                pass
+            found = self._read(target, label)
+            if found is None:
+                continue  # released in between: create again
+            entity, etag = found
+            holder = str(entity.get("share") or "")
+            claimed = _utc(entity.get("claimed") or clock.utcnow())
+            if holder == share:
+                return None
+            if clock.utcnow() < claimed + CLAIM_GRACE or still_holds(holder):
+                return holder
+            try:
+                self._table.replace_if_unchanged(self._entity(target, label, share), etag, "take over a pin label")
+                return None
+            except StaleJob:
+                continue  # another pin took it first: look at who
+        found = self._read(target, label)
+        return str(found[0].get("share")) if found else None
+
+    def release(self, target: str, label: str, share: str) -> None:
+        """Give the label back if ``share`` still holds the claim (one taken over since is left alone)."""
+        found = self._read(target, label)
+        if found is None or found[0].get("share") != share:
+            return
+        try:
+            self._table.call(
+                "release a pin label",
+                self._table.client.delete_entity,
+                PARTITION,
+                _row(target, label),
+                etag=found[1],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
