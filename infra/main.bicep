@@ -443,6 +443,16 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook-${token}'
+  params: {
+    location: location
+    tags: tags
+    nameSuffix: token
+    insightsId: insights.id
+  }
+}
+
 module logicApps 'modules/logic-apps.bicep' = if (deployLogicApps) {
   name: 'logic-apps-${token}'
   params: {
@@ -461,3 +471,4 @@ output BACKUP_STORAGE_ACCOUNT string = backupStorage.name
 output AZURE_CLIENT_ID string = identity.properties.clientId
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
 output ALERT_RULES array = alerts.outputs.ruleNames
+output WORKBOOK_ID string = workbook.outputs.workbookId

@@ -44,10 +44,30 @@ ALL = (
     HEALTH_PIN_RESTORE_WINDOW_CLOSING,
 )
 
+_OPERATION = ("target", "trigger", "job")
+# Each event's dimensions: what an alert rule or the workbook may read (tests check their queries).
+DIMENSIONS: dict[str, frozenset[str]] = {
+    BACKUP_ATTEMPT: frozenset(_OPERATION),
+    RESTORE_ATTEMPT: frozenset(_OPERATION),
+    BACKUP_SUCCESS: frozenset((*_OPERATION, "share", "durationSeconds", "lastSuccess")),
+    RESTORE_SUCCESS: frozenset((*_OPERATION, "share", "durationSeconds", "lastSuccess")),
+    BACKUP_FAILURE: frozenset((*_OPERATION, "durationSeconds", "code")),
+    RESTORE_FAILURE: frozenset((*_OPERATION, "durationSeconds", "code")),
+    VERIFY_SUCCESS: frozenset(("target", "share", "job", "lastSeqno", "signatures", "bytes")),
+    VERIFY_FAILURE: frozenset(("target", "share", "job", "reason")),
+    PRUNE_DELETED: frozenset(("target", "share", "reason", "job")),
+    PRUNE_CAPPED: frozenset(("target", "wouldDelete")),
+    HEALTH_RPO_BREACH: frozenset(("target", "newestBackup", "newestBackupAgeHours", "rpoHours")),
+    HEALTH_RESTORE_WINDOW_CLOSING: frozenset(("target", "share", "daysLeft")),
+    HEALTH_PIN_RESTORE_WINDOW_CLOSING: frozenset(("target", "share", "label", "daysLeft", "restorable")),
+}
+
 
 def emit(name: str, level: int = logging.INFO, **dimensions: object) -> None:
     if name not in ALL:
         raise ValueError(f"unknown event {name!r}")
+    if not dimensions.keys() <= DIMENSIONS[name]:  # a new field is declared above first, for the queries
+        raise ValueError(f"event {name!r} has no dimension {sorted(dimensions.keys() - DIMENSIONS[name])}")
     payload = {"event": name, **{k: v for k, v in dimensions.items() if v is not None}}
     log.log(
         level, "%s %s", PREFIX, json.dumps(payload, default=str, sort_keys=True), extra={"custom_dimensions": payload}

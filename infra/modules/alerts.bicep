@@ -28,7 +28,7 @@ var rules = [
   {
     name: 'scheduled-backup-failed'
     displayName: 'mccf-backup: a scheduled backup failed'
-    description: 'A target failed in the scheduled backup run, or the run itself failed (for example invalid settings). Check the job history: python -m mccf_backup jobs --target <target>.'
+    description: 'A target failed in the scheduled backup run, or the run itself failed (for example invalid settings). Check the job history: mccf-backup jobs --target <target>.'
     severity: 1
     frequency: 'PT15M'
     query: 'union (${eventsQuery} | where event == "backup.failure" and tostring(e.trigger) == "timer" | project timestamp, target, code = tostring(e.code)), (requests | where name == "scheduled_backup" and success == false | project timestamp, target = "", code = "invocation_failed")'
