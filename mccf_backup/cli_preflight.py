@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from typing import Callable, TextIO
 
-from .errors import SettingsInvalid
+from .errors import MccfBackupError, SettingsInvalid
 from .jobs import Job
 from .preflight_report import FAILED, OK, Check, Report
+from .redaction import redact
 from .service import BackupService
 
 MARKS = {"ok": "  ok  ", "warning": " WARN ", "failed": " FAIL "}
@@ -65,10 +66,13 @@ def report_for(canary_target: str | None, progress: Callable[[Job], None]) -> Re
     except SettingsInvalid as exc:
         fix = "Set the settings named above (the Function App's environment variables, or local.settings.json)."
         return Report((Check("settings", FAILED, exc.message, fix),))
-    report = service.preflight()
-    if canary_target:
-        report = Report(report.checks + (canary(service, canary_target, progress),))
-    return report
+    if not canary_target:
+        return service.preflight()
+    try:
+        proof = canary(service, canary_target, progress)  # first, so the report sees its backup
+    except MccfBackupError as exc:  # a refused start: the checks below say why
+        proof = Check("canary", FAILED, f"{canary_target}: {redact(exc.message)}", "Fix what the checks above say.")
+    return Report(service.preflight().checks + (proof,))
 
 
 def render(report: Report, out: TextIO) -> None:

@@ -79,7 +79,7 @@ def target_checks(run: Run, target: Target, subject: str) -> list[Check]:
                 Check(
                     "permissions",
                     FAILED,
-                    f"{target.name}: the identity may not {', '.join(missing)}",
+                    f"{target.name}: the identity lacks {', '.join(missing)}",
                     _role_fix(target, subject, missing),
                     where,
                     {"missing": missing},

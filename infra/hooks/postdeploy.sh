@@ -39,6 +39,7 @@ for check in checks:
     if check["status"] != "ok" and check.get("fix"):
         print("         fix: " + check["fix"])
 counts = report.get("counts", {})
-print("\n%s: %s ok, %s warnings, %s failed" % (report["status"].upper(), counts.get("ok"), counts.get("warning"), counts.get("failed")))
+warnings = "%s warning%s" % (counts.get("warning"), "" if counts.get("warning") == 1 else "s")
+print("\n%s: %s ok, %s, %s failed" % (report["status"].upper(), counts.get("ok"), warnings, counts.get("failed")))
 sys.exit(1 if report["status"] == "failed" else 0)
 '

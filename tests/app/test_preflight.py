@@ -223,3 +223,13 @@ def test_every_check_name_the_code_emits_is_in_the_api_document():
     emitted = set(re.findall(r'Check\(\s*"([a-z_]+)"', source)) | set(re.findall(r'guarded\(\s*"([a-z_]+)"', source))
     documented = set(DOCUMENT["components"]["schemas"]["PreflightCheck"]["properties"]["name"]["enum"])
     assert emitted and emitted == documented
+
+
+def test_a_canary_that_cannot_start_is_a_failed_check_beside_the_reason(preflight, app_env, emulator):
+    from .test_cli import run
+
+    emulator.deny(emulator.system_identity.client_id, {BACKUP})
+    app = app_env["MCCF_TARGETS"].split(",")[0].rsplit("/", 1)[1]
+    code, out, err = run("preflight", "--canary", app)
+    assert code == 1 and "Traceback" not in out + err
+    assert "[ FAIL ] canary" in out and "[ FAIL ] permissions" in out

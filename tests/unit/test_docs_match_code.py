@@ -50,3 +50,14 @@ def test_every_event_name_is_listed_in_the_operations_doc():
     doc = OPERATIONS_DOC.read_text()
     for name in events.ALL:
         assert f"`{name}`" in doc, name
+
+
+def test_the_events_table_lists_each_events_dimensions():
+    from mccf_backup import events
+
+    doc = (REPO / "docs" / "operations.md").read_text()
+    documented = {}
+    for row in re.findall(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \| [A-Z]+ \| (.*) \|$", doc, re.M):
+        for name in re.findall(r"`([a-z_.]+)`", row[0]):
+            documented[name] = set(re.findall(r"`(\w+)`", row[1]))
+    assert documented == {name: set(dimensions) for name, dimensions in events.DIMENSIONS.items()}
