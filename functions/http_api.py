@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +14,7 @@ import azure.functions as func
 
 from mccf_backup import errors
 from mccf_backup.inputs import JOB_ID, idempotency_key
+from mccf_backup.settings import public_origin_from_env
 
 if TYPE_CHECKING:
     from mccf_backup.jobs import Job
@@ -182,14 +185,26 @@ def get_status(req: func.HttpRequest) -> func.HttpResponse:
     return json_response({"targets": service.status()})
 
 
+# The preflight writes probes and reads every target: callers (a retrying hook, a dashboard) that ask
+# again within this many seconds get the same report rather than another run.
+PREFLIGHT_REUSE_SECONDS = 30
+_preflight_lock = threading.Lock()
+_last_preflight: tuple[float, dict] | None = None
+
+
 @bp.route(route="preflight", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handles_errors
 def get_preflight(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Every check a first backup and restore depend on, with this app's own identity (the azd hook
     calls it after each deployment). Always 200: the verdict is the body's ``status``."""
+    global _last_preflight
     service = service_from_environment()
     authorize(req.headers, "read", service.settings)
-    return json_response(service.preflight(thread_setup(context)).to_dict())
+    with _preflight_lock:  # one run at a time per instance, its report served again for a while
+        if _last_preflight is None or time.monotonic() - _last_preflight[0] >= PREFLIGHT_REUSE_SECONDS:
+            _last_preflight = (time.monotonic(), service.preflight(thread_setup(context)).to_dict())
+        report = _last_preflight[1]
+    return json_response(report)
 
 
 @lru_cache(maxsize=8)
@@ -220,5 +235,5 @@ def get_swagger(req: func.HttpRequest) -> func.HttpResponse:
     """The same contract as OpenAPI 2.0, for Logic Apps' HTTP + Swagger action. The one route without
     a key: the designer fetches it from the browser, and a key in its URL would be stored in the
     workflow's definition. It holds only what the repository publishes (routes, shapes, error codes)."""
-    settings = service_from_environment().settings
-    return func.HttpResponse(_openapi(settings.public_origin, "2"), status_code=200, mimetype="application/json")
+    # Not service_from_environment(): an anonymous caller must never see a settings problem.
+    return func.HttpResponse(_openapi(public_origin_from_env(), "2"), status_code=200, mimetype="application/json")

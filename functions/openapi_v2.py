@@ -149,11 +149,10 @@ def to_swagger2(document: dict, origin: str | None = None) -> dict:
     source = copy.deepcopy(document)
     components = source.get("components", {})
     server = urlsplit(origin) if origin else None
-    base_path = urlsplit(source["servers"][0]["url"]).path if source.get("servers") else "/api"
     swagger: dict[str, Any] = {"swagger": "2.0", "info": source["info"]}
-    if server:
+    if server:  # the origin may carry a path (PUBLIC_BASE_URL behind a front door): the API is under it
         swagger["host"], swagger["schemes"] = server.netloc, [server.scheme]
-    swagger["basePath"] = base_path or "/api"
+    swagger["basePath"] = (server.path.rstrip("/") if server else "") + "/api"
     swagger["consumes"], swagger["produces"] = ["application/json"], ["application/json"]
     swagger["securityDefinitions"] = components.get("securitySchemes", {})
     swagger["security"] = source.get("security", [])

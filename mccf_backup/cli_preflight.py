@@ -83,6 +83,7 @@ def render(report: Report, out: TextIO) -> None:
             print(f"         fix: {check.fix}", file=out)
     counts = report.to_dict()["counts"]
     print(
-        f"\n{report.status.upper()}: {counts['ok']} ok, {counts['warning']} warnings, {counts['failed']} failed",
+        f"\n{report.status.upper()}: {counts['ok']} ok, {counts['warning']} warning"
+        f"{'' if counts['warning'] == 1 else 's'}, {counts['failed']} failed",
         file=out,
     )

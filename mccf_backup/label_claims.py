@@ -73,6 +73,12 @@ class LabelClaims:
             except StaleJob:
                 continue  # another pin took it first: look at who
         found = self._read(target, label)
+        return str(found[0].get("share")) if found else "another pin made at this moment"
+
+    def holder(self, target: str, label: str) -> str | None:
+        """The share the claim names now (a pin re-reads it after writing: a claim taken over meanwhile,
+        by a writer whose clock ran ahead or whose write outlasted the grace, means back off)."""
+        found = self._read(target, label)
         return str(found[0].get("share")) if found else None
 
     def release(self, target: str, label: str, share: str) -> None:

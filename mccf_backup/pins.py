@@ -15,7 +15,7 @@ import logging
 from . import catalog as cat
 from . import clock, events, inputs
 from .catalog import Backup
-from .errors import BackupNotPinnable, MccfBackupError, PinLabelInUse
+from .errors import BackupNotPinnable, MccfBackupError, PinLabelInUse, ShareNotFound
 from .jobs import Job, new_job_id
 from .label_claims import LabelClaims
 from .lifecycle import SUCCEEDED
@@ -78,6 +78,10 @@ class Pins:
         except MccfBackupError:
             self.claims.release(target.resource_id, label, share)
             raise
+        holder = self.claims.holder(target.resource_id, label)
+        if holder != share:  # taken over while this pin was being written: the other one holds the label
+            catalog.untag(share, cat.PIN_METADATA, catalog.get(target, share).metadata)
+            raise PinLabelInUse(f"'{label}' was just pinned on {holder}.", target=str(target), field="label")
         self._protect_quietly(catalog, share)
         self._record("pin", target.resource_id, share, trigger, caller, f"pinned as '{label}'")
         return catalog.get(target, share)
@@ -86,8 +90,10 @@ class Pins:
         """Whether ``share`` still carries the pin ``label`` (a claim for it is live), per the catalog."""
         try:
             return (self.run.catalog().get(target, share).pin or {}).get("label") == label
-        except MccfBackupError:
+        except ShareNotFound:
             return False  # gone: its claim is stale
+        except MccfBackupError:
+            return True  # storage did not say: the claim stands
 
     @staticmethod
     def _holder(backups: list[Backup], label: str, share: str) -> Backup | None:

@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError
 from azure.storage.fileshare import ShareServiceClient
@@ -27,11 +28,17 @@ from .redaction import redact
 from .run import Run, ThreadSetup, for_each
 from .schedules import Schedule
 from .settings import SCHEDULE_SETTINGS
-from .storage_config import BACKUP, CATALOG, RESTORE, StorageConfig, load_storage_config
+from .storage_config import BACKUP, CATALOG, PRUNE, RESTORE, StorageConfig, load_storage_config
 
-VAULT_SCOPE = "https://vault.azure.net/.default"
+VAULT_SCOPE = "https://vault.azure.net/.default"  # the public cloud's; vault_scope() follows the vault's cloud
 PROBE_PREFIX = "mccfbackup-preflight-"  # + hex + "-probe": never <app>-<14 digits>, so never a backup
 SAS_WARNING = dt.timedelta(days=14)
+
+
+def vault_scope(key_vault_url: str) -> str:
+    """The token scope Key Vault's own challenge would name: https://vault.<the vault's cloud suffix>."""
+    host = urlsplit(key_vault_url).hostname or ""
+    return f"https://vault.{host.split('.vault.', 1)[1]}/.default" if ".vault." in host else VAULT_SCOPE
 
 
 def _token_subject(token: str) -> str:
@@ -55,7 +62,7 @@ def identity_checks(run: Run, who: str) -> tuple[list[Check], str]:
     def tokens() -> list[Check]:
         nonlocal subject
         subject = _token_subject(run.credential.get_token(ARM_SCOPE).token)
-        run.credential.get_token(VAULT_SCOPE)
+        run.credential.get_token(vault_scope(run.settings.key_vault_url))
         return [
             Check(
                 "identity",
@@ -71,22 +78,23 @@ def key_vault_check(run: Run, next_backup: dt.datetime | None) -> tuple[list[Che
     """The storage secret: there, enabled, and a connection string or a SAS that can do every operation
     until after the next scheduled backup has finished."""
     settings = run.settings
-    fix = (
-        f"az keyvault secret set --vault-name <vault> --name {settings.storage_secret_name} --value "
-        '"$(az storage account show-connection-string -n <backup account> -g <group> -o tsv)"'
+    name = settings.storage_secret_name
+    fix = (  # the connection string travels through a pipe, never on a command line (ps shows those)
+        "az storage account show-connection-string -n <backup account> -g <group> -o tsv | "
+        f"az keyvault secret set --vault-name <vault> --name {name} --file /dev/stdin"
     )
     found: list[StorageConfig] = []
 
     def secret() -> list[Check]:
-        config = load_storage_config(settings.key_vault_url, settings.storage_secret_name, run.credential)
+        config = load_storage_config(settings.key_vault_url, name, run.credential)
         found.append(config)
         if config.account_key is not None:
             return [
                 Check(
                     "key_vault",
                     OK,
-                    f"secret '{settings.storage_secret_name}': a connection string for account "
-                    f"'{config.account_name}' (a fresh SAS is minted for every operation)",
+                    f"secret '{name}': a connection string for account '{config.account_name}' "
+                    "(a fresh SAS is minted for every operation)",
                 )
             ]
         lifetime = dt.timedelta(minutes=settings.operation_timeout_minutes)
@@ -94,24 +102,36 @@ def key_vault_check(run: Run, next_backup: dt.datetime | None) -> tuple[list[Che
             lifetime += max(dt.timedelta(), next_backup - clock.utcnow())
         for access in (BACKUP, RESTORE, CATALOG):
             config.check_sas(access, lifetime)  # raises SasUnusable, saying what is missing
+        try:
+            config.check_sas(PRUNE, lifetime)
+        except MccfBackupError as exc:
+            return [
+                Check(
+                    "key_vault",
+                    WARNING,
+                    f"secret '{name}': backups and restores work, but retention cannot "
+                    f"delete a share: {redact(exc.message)}",
+                    f"Store a SAS with sp including d, or better: {fix}",
+                )
+            ]
         expiry = config.sas_expiry()
         if expiry is not None and expiry - (clock.utcnow() + lifetime) < SAS_WARNING:
             return [
                 Check(
                     "key_vault",
                     WARNING,
-                    f"secret '{settings.storage_secret_name}': an account SAS that "
-                    f"expires at {expiry:%Y-%m-%d %H:%M} UTC, less than {SAS_WARNING.days} days after the next "
-                    "scheduled backup",
-                    fix.replace("secret set", "secret set (soon)"),
+                    f"secret '{name}': an account SAS that expires at "
+                    f"{expiry:%Y-%m-%d %H:%M} UTC, less than {SAS_WARNING.days} days after the next scheduled "
+                    "backup",
+                    f"Store a new SAS soon, or better the connection string: {fix}",
                 )
             ]
         return [
             Check(
                 "key_vault",
                 OK,
-                f"secret '{settings.storage_secret_name}': an account SAS that grants every "
-                f"operation until after the next scheduled backup (expires {expiry:%Y-%m-%d} UTC)",
+                f"secret '{name}': an account SAS that grants every operation until after the "
+                f"next scheduled backup (expires {expiry:%Y-%m-%d} UTC)",
             )
         ]
 
@@ -120,32 +140,46 @@ def key_vault_check(run: Run, next_backup: dt.datetime | None) -> tuple[list[Che
 
 
 def storage_checks(run: Run, config: StorageConfig) -> list[Check]:
-    """A share created with a SAS minted as for a backup, then deleted: the account answers over https
-    and accepts what Managed CCF will send it."""
+    """A share created with a SAS minted as for a backup, then deleted: the account answers this app
+    over https and accepts the kind of SAS Managed CCF will be handed."""
     probe = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}-probe"
     fix = (
-        "Check the storage account's firewall (Networking: allow the Function App's outbound addresses, or "
-        "'Allow trusted Microsoft services') and that the secret names this account's File service."
+        "Check the storage account's firewall (Networking): this app must reach it (allow the Function App's "
+        "outbound addresses or its virtual network), and so must Managed CCF (allow 'trusted Microsoft "
+        "services'); and that the secret names this account's File service."
     )
 
     def probe_share() -> list[Check]:
         service = ShareServiceClient(config.sas_url(BACKUP, dt.timedelta(minutes=10)))
         service.create_share(probe)
-        left: str | None = None
+        failure: BaseException | None = None
         try:
             service.get_share_client(probe).get_file_client("probe.txt").upload_file(b"mccf-backup preflight")
-        finally:  # a failed upload still fails the check, after the probe is gone
-            try:
-                run.catalog().delete(probe)
-            except (MccfBackupError, AzureError) as exc:
-                left = redact(str(exc).splitlines()[0])
+        except (AzureError, OSError) as exc:
+            failure = exc
+        try:
+            run.catalog().delete(probe)
+            left = ""
+        except (MccfBackupError, AzureError) as exc:
+            left = f"; probe share '{probe}' was left behind ({redact(str(exc).splitlines()[0])})"
+        if failure is not None:
+            return [
+                Check(
+                    "storage",
+                    FAILED,
+                    f"a backup's SAS created probe share '{probe}' but could not write a file "
+                    f"in it: {redact(str(failure).splitlines()[0])}{left}",
+                    fix,
+                )
+            ]
         if left:
             return [
                 Check(
                     "storage",
                     WARNING,
-                    f"probe share '{probe}' was created but not deleted: {left}",
-                    f"Delete share '{probe}' by hand (it is no backup).",
+                    f"a backup's SAS created probe share '{probe}' and a file in it{left}",
+                    f"Delete share '{probe}' by hand (it is no backup); the secret must allow deleting shares "
+                    "for retention too.",
                 )
             ]
         return [
@@ -160,7 +194,7 @@ def storage_checks(run: Run, config: StorageConfig) -> list[Check]:
     return guarded("storage", fix, probe_share)
 
 
-def soft_delete_check(run: Run, prune_window: dt.timedelta | None) -> list[Check]:
+def soft_delete_check(run: Run, config: StorageConfig, prune_window: dt.timedelta | None) -> list[Check]:
     account_id = run.settings.backup_storage_account_id
     portal = "Portal: storage account > Data protection > 'Enable soft delete for file shares'"
     if not account_id:
@@ -172,6 +206,21 @@ def soft_delete_check(run: Run, prune_window: dt.timedelta | None) -> list[Check
                 "Set BACKUP_STORAGE_ACCOUNT_ID to the backup storage account's resource ID (the infra does).",
             )
         ]
+    account, group = account_id.rstrip("/").rsplit("/", 1)[-1], account_id.split("/")[4]
+    if account.lower() != config.account_name.lower():
+        return [
+            Check(
+                "soft_delete",
+                WARNING,
+                f"BACKUP_STORAGE_ACCOUNT_ID names account '{account}', but the secret "
+                f"holds account '{config.account_name}': soft delete not checked",
+                "Point BACKUP_STORAGE_ACCOUNT_ID at the account the secret names.",
+            )
+        ]
+    command = (
+        f"az storage account file-service-properties update --account-name {account} --resource-group {group} "
+        "--enable-delete-retention true --delete-retention-days"
+    )
 
     def read() -> list[Check]:
         service = run.arm.file_service(account_id)
@@ -192,18 +241,18 @@ def soft_delete_check(run: Run, prune_window: dt.timedelta | None) -> list[Check
                     "soft_delete",
                     FAILED,
                     "share soft delete is off: a deleted backup share is gone at once",
-                    f"az storage account file-service-properties update --enable-delete-retention true "
-                    f"--delete-retention-days 30 --account-name <account> ({portal})",
+                    f"{command} 30 ({portal})",
                 )
             ]
         if prune_window is not None and dt.timedelta(days=days) <= prune_window:
+            needed = prune_window.days + 1
             return [
                 Check(
                     "soft_delete",
                     WARNING,
                     f"share soft delete keeps a deleted share {days} days, not longer "
-                    f"than the {prune_window.days or 1}-day pruning window",
-                    f"Raise --delete-retention-days above {prune_window.days + 1} ({portal}).",
+                    f"than the pruning window ({prune_window.days} days between prune runs)",
+                    f"{command} {max(7, needed)} ({portal})",
                 )
             ]
         return [Check("soft_delete", OK, f"share soft delete is on: a deleted share stays recoverable {days} days")]
@@ -226,10 +275,11 @@ def job_store_checks(run: Run) -> list[Check]:
         return [Check("job_store", OK, f"table '{settings.jobs.table_name}' takes a write")]
 
     def queues() -> list[Check]:
-        names = [settings.operations_queue_name] + ([settings.queue_name] if settings.fanout == "queue" else [])
-        for name in names:
-            work_queue.probe(work_queue.queue_client(settings.jobs, name, run.credential))
-        return [Check("queues", OK, f"queue(s) {', '.join(names)} take a message (sent and deleted at once)")]
+        # One probe proves the write for every queue of the account (the role is account-wide). Only the
+        # operations queue: its consumer drops a step for an unknown job; a targets message would back up.
+        name = settings.operations_queue_name
+        work_queue.probe(work_queue.queue_client(settings.jobs, name, run.credential))
+        return [Check("queues", OK, f"queue '{name}' takes a message (sent and deleted at once)")]
 
     return guarded("job_store", fix, table) + guarded("queues", fix, queues)
 
@@ -251,6 +301,17 @@ def schedule_checks(run: Run, now: dt.datetime) -> tuple[list[Check], dict[str, 
             )
             continue
         firings[name] = Schedule.parse(expression).next_firings(now)
+        if not firings[name]:
+            checks.append(
+                Check(
+                    "schedule",
+                    FAILED,
+                    f"{name} '{expression}' never fires (no such day in four years)",
+                    f"Set {name} to a schedule that fires, such as '0 0 2 * * *'.",
+                    details={"setting": name},
+                )
+            )
+            continue
         shown = ", ".join(f"{f:%Y-%m-%d %H:%M:%S}" for f in firings[name])
         checks.append(
             Check(
@@ -265,7 +326,9 @@ def schedule_checks(run: Run, now: dt.datetime) -> tuple[list[Check], dict[str, 
 
 def identity_name(run: Run) -> str:
     if run.interactive:
-        return "the signed-in identity (DefaultAzureCredential: az login, environment or managed identity)"
+        return (
+            "you, the signed-in identity (DefaultAzureCredential), not the app's: GET /api/preflight checks the app's"
+        )
     client_id = run.settings.client_id
     return f"the user-assigned managed identity {client_id}" if client_id else "the system-assigned managed identity"
 
@@ -283,7 +346,7 @@ def run_preflight(run: Run, setup: ThreadSetup | None = None) -> Report:
     found, config = key_vault_check(run, next_backup)
     checks += found
     if config is not None:
-        checks += storage_checks(run, config) + soft_delete_check(run, prune_window)
+        checks += storage_checks(run, config) + soft_delete_check(run, config, prune_window)
     else:
         checks.append(
             Check("storage", FAILED, "not checked: no usable storage secret", "Fix the key_vault check first.")
@@ -295,5 +358,5 @@ def run_preflight(run: Run, setup: ThreadSetup | None = None) -> Report:
     )
     checks += [check for found in per_target for check in found]
     if config is not None:
-        checks += recovery_point_checks(run, now, next_backup)
+        checks += recovery_point_checks(run, now, next_backup, setup)
     return Report(tuple(checks))

@@ -6,6 +6,7 @@ dependency never hides the verdicts on the others.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +34,7 @@ class Check:
 @dataclass(frozen=True)
 class Report:
     checks: tuple[Check, ...]
+    checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
 
     @property
     def status(self) -> str:
@@ -41,7 +43,12 @@ class Report:
 
     def to_dict(self) -> dict:
         counts = {s: sum(c.status == s for c in self.checks) for s in (OK, WARNING, FAILED)}
-        return {"status": self.status, "counts": counts, "checks": [c.to_dict() for c in self.checks]}
+        return {
+            "status": self.status,
+            "checkedAt": self.checked_at.isoformat(),
+            "counts": counts,
+            "checks": [c.to_dict() for c in self.checks],
+        }
 
 
 def guarded(name: str, fix: str, work: Callable[[], list[Check]], target: str | None = None) -> list[Check]:
@@ -52,3 +59,7 @@ def guarded(name: str, fix: str, work: Callable[[], list[Check]], target: str | 
         return [Check(name, FAILED, redact(exc.message), fix, target)]
     except (AzureError, OSError, ValueError) as exc:
         return [Check(name, FAILED, redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__), fix, target)]
+    except Exception as exc:  # noqa: BLE001 - a diagnostic tool reports what it cannot check, and goes on
+        return [
+            Check(name, FAILED, f"the check itself failed ({type(exc).__name__}); the app's logs have it", fix, target)
+        ]

@@ -14,20 +14,23 @@ import datetime as dt
 from . import catalog as cat
 from . import rbac
 from .preflight_report import FAILED, OK, WARNING, Check, guarded
-from .run import Run
+from .run import Run, ThreadSetup, for_each
 from .targets import Target
 
 SETTLING = ("Creating", "Updating", "Accepted", "Provisioning", "Deleting")
 WINDOW_WARNING = dt.timedelta(days=14)
 
 
-def _role_fix(target: Target, subject: str, missing: list[str]) -> str:
+def _role_fix(run: Run, target: Target, subject: str, missing: list[str]) -> str:
     scope = f"/subscriptions/{target.subscription}/resourceGroups/{target.resource_group}"
+    who = "your identity (the CLI runs as you)" if run.interactive else "the app's identity"
+    kind = "User" if run.interactive else "ServicePrincipal"
     return (
-        f"Assign the app's identity the mccf-backup operator role (infra/modules/mccf-role.bicep grants "
-        f"{', '.join(missing)}) on {scope}: az role assignment create --assignee {subject or '<object id>'} "
-        f"--role 'mccf-backup operator (<suffix>)' --scope {scope} (or `azd provision` with this target in "
-        "MCCF_TARGETS). If the role has them, compare the names with `az provider operation show --namespace "
+        f"Assign {who} the mccf-backup operator role (infra/modules/mccf-role.bicep grants {', '.join(missing)}) "
+        f"on {scope}: az role assignment create --assignee-object-id {subject or '<object id>'} "
+        f"--assignee-principal-type {kind} --role 'mccf-backup operator (<suffix>)' --scope {scope} (for the app, "
+        "`azd provision` with this target in MCCF_TARGETS does it). A new assignment can take 5-10 minutes to apply. "
+        "If the role has these actions, compare the names with `az provider operation show --namespace "
         "Microsoft.ConfidentialLedger`."
     )
 
@@ -80,7 +83,7 @@ def target_checks(run: Run, target: Target, subject: str) -> list[Check]:
                     "permissions",
                     FAILED,
                     f"{target.name}: the identity lacks {', '.join(missing)}",
-                    _role_fix(target, subject, missing),
+                    _role_fix(run, target, subject, missing),
                     where,
                     {"missing": missing},
                 )
@@ -89,19 +92,26 @@ def target_checks(run: Run, target: Target, subject: str) -> list[Check]:
         return [Check("permissions", OK, f"{target.name}: read, backup and restore allowed{extra}", target=where)]
 
     return guarded("target", "Check MCCF_TARGETS and the identity's role.", instance, where) + guarded(
-        "permissions", _role_fix(target, subject, ["read"]), permissions, where
+        "permissions",
+        _role_fix(
+            run, target, subject, list(rbac.required_actions(target.resource_type, run.settings.allow_replace_restore))
+        ),
+        permissions,
+        where,
     )
 
 
-def recovery_point_checks(run: Run, now: dt.datetime, next_backup: dt.datetime | None) -> list[Check]:
+def recovery_point_checks(
+    run: Run, now: dt.datetime, next_backup: dt.datetime | None, setup: ThreadSetup | None = None
+) -> list[Check]:
     """Per target: the newest good backup is younger than the RPO, verified, and inside the 90-day window."""
     rpo = dt.timedelta(hours=run.settings.rpo_hours)
     when = f" (next scheduled backup {next_backup:%Y-%m-%d %H:%M} UTC)" if next_backup else ""
-    checks = []
-    for target in run.targets:
+
+    def one(target: Target) -> list[Check]:
         where = target.resource_id
 
-        def newest(target: Target = target, where: str = where) -> list[Check]:
+        def newest() -> list[Check]:
             good = [b for b in run.catalog().backups(target) if b.good]
             if not good:
                 return [
@@ -152,5 +162,7 @@ def recovery_point_checks(run: Run, now: dt.datetime, next_backup: dt.datetime |
             status = WARNING if left < WINDOW_WARNING else OK
             return [Check("recovery_point", status, f"{found}, verified, restorable {left.days} more days", "", where)]
 
-        checks += guarded("recovery_point", "Check the backup storage account.", newest, where)
-    return checks
+        return guarded("recovery_point", "Check the backup storage account.", newest, where)
+
+    found = for_each(one, list(run.targets), run.settings.concurrency, setup, "preflight-points")
+    return [check for checks in found for check in checks]

@@ -2,8 +2,8 @@
 setting and shows its next firings in UTC, so "0 0 2 * * *" meaning 02:00 UTC, not local time, is
 seen at deployment rather than at the first missed backup.
 
-Six fields: second, minute, hour, day of month, month, day of week (0 or 7 = Sunday; names such as
-MON and JAN allowed). Each is ``*``, a number, a range ``a-b``, a list ``a,b``, with ``/step``. A day
+Six fields: second, minute, hour, day of month, month, day of week (0-6, 0 = Sunday, as NCrontab
+reads it; names such as MON and JAN allowed). Each is ``*``, a number, a range ``a-b``, a list ``a,b``, with ``/step``. A day
 must match both the day-of-month and the day-of-week fields (NCrontab's rule, unlike Vixie cron).
 """
 
@@ -16,7 +16,7 @@ _NAMES = {
     4: {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), start=1)},
     5: {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())},
 }
-_BOUNDS = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_BOUNDS = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 _FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
 
 
@@ -40,8 +40,7 @@ class Schedule:
         if len(fields) != 6:
             raise ScheduleInvalid(f"needs six fields (second minute hour day month day-of-week), not {len(fields)}")
         sets = [_field(text, index) for index, text in enumerate(fields)]
-        weekdays = frozenset(day % 7 for day in sets[5])
-        return cls(expression, *sets[:5], weekdays)
+        return cls(expression, *sets)
 
     def next_firings(self, after: dt.datetime, count: int = 3) -> list[dt.datetime]:
         """The next ``count`` times (UTC) strictly after ``after``; fewer if none fall in four years."""
@@ -68,7 +67,7 @@ def _number(text: str, index: int) -> int:
     names = _NAMES.get(index, {})
     if text.upper() in names:
         return names[text.upper()]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ScheduleInvalid(f"the {_FIELDS[index]} field has '{text[:20]}', not a number")
     low, high = _BOUNDS[index]
     value = int(text)
@@ -82,11 +81,13 @@ def _field(text: str, index: int) -> frozenset[int]:
     values: set[int] = set()
     for part in text.split(","):
         span, _, step_text = part.partition("/")
-        step = _number(step_text, 0) if step_text else 1  # any number of 0-59 is a plausible step
-        if step_text and step == 0:
+        if step_text and not (step_text.isascii() and step_text.isdigit()):
+            raise ScheduleInvalid(f"the {_FIELDS[index]} field has the step '{step_text[:20]}', not a number")
+        step = int(step_text) if step_text else 1
+        if step == 0:
             raise ScheduleInvalid(f"the {_FIELDS[index]} field has a step of 0")
         if span == "*":
-            start, end = low, high if index != 5 else 6
+            start, end = low, high
         elif "-" in span:
             first, _, last = span.partition("-")
             start, end = _number(first, index), _number(last, index)

@@ -284,6 +284,13 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _HOST_AND_PORT = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?")
 
 
+def public_origin_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """Only the origin, for what must answer even when other settings are wrong (the anonymous API
+    document, which must never echo a settings problem): None when it cannot be told."""
+    env = os.environ if env is None else env
+    return _public_origin((env.get("PUBLIC_BASE_URL") or "").strip(), (env.get("WEBSITE_HOSTNAME") or "").strip(), [])
+
+
 def _public_origin(public_base_url: str, website_hostname: str, problems: list[str]) -> str | None:
     """The origin of the URLs the API hands out (Location, statusUrl), from settings, never from a request.
 

@@ -45,6 +45,8 @@ BACKUP = Access("co", "cw")
 RESTORE = Access("co", "rl")
 # The catalog lists shares, reads their metadata and tags them.
 CATALOG = Access("sc", "lrw")
+# Retention deletes shares (with the account key, or a stored SAS that allows it).
+PRUNE = Access("c", "d")
 
 
 def is_loopback(url: str) -> bool:

@@ -106,12 +106,15 @@ def _create(client: QueueClient) -> None:
         pass
 
 
+PROBE_JOB = "0" * 21  # a job id no job has (ids start with a 13-digit time)
+
+
 def probe(client: QueueClient) -> None:
     """Create the queue if missing, then send and delete one message: the preflight's proof that the
-    app may write to it. Nothing ever receives the message."""
+    app may write to it. Should the delete fail, the consumer drops a step for a job that does not exist."""
     try:
         _create(client)
-        sent = client.send_message("mccf-backup preflight probe", visibility_timeout=60)
+        sent = client.send_message(StepMessage(PROBE_JOB, 0).to_json(), visibility_timeout=60)
         client.delete_message(sent)
     except AzureError as exc:
         raise AzureRequestFailed(

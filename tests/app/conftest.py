@@ -117,3 +117,11 @@ def schemathesis_env(emulator, azurite, monkeypatch):
     with RunningServer(app, function_key=f"key-{uuid.uuid4().hex}") as server:
         yield server.url, server.key
     reset_credentials()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_preflight(monkeypatch):
+    """Each test's settings get their own preflight run (an instance reuses a report for 30 s)."""
+    from functions import http_api
+
+    monkeypatch.setattr(http_api, "_last_preflight", None)

@@ -200,6 +200,48 @@ def test_a_pin_whose_write_is_slow_still_holds_its_label_against_a_second(app_en
     assert holders == [first]
 
 
+def test_a_pin_whose_write_outlasts_the_claims_grace_backs_off_for_the_one_that_took_over(app_env, monkeypatch):
+    """A writer slower than CLAIM_GRACE (or with a clock behind) loses its claim to a second pin; it sees
+    that when it re-reads the claim after writing, takes its metadata back and is refused."""
+    import threading
+
+    from mccf_backup import label_claims
+    from mccf_backup.catalog import Catalog
+    from mccf_backup.errors import PinLabelInUse
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    service = BackupService.from_environment()
+    slow, fast = (service.backup(target, "cli").share for _ in range(2))
+    monkeypatch.setattr(label_claims, "CLAIM_GRACE", label_claims.dt.timedelta(0))
+    real_tag, claimed, go_on, outcome = Catalog.tag, threading.Event(), threading.Event(), {}
+
+    def stalled_tag(self, share, metadata, current=None):
+        if share == slow and "mccfbackup_pin_label" in metadata:
+            claimed.set()
+            go_on.wait(30)
+        return real_tag(self, share, metadata, current)
+
+    def pin_slow():
+        try:
+            BackupService.from_environment().pins.pin(target, slow, "gold", None, "cli")
+            outcome["slow"] = "pinned"
+        except PinLabelInUse as exc:
+            outcome["slow"] = exc.message
+
+    monkeypatch.setattr(Catalog, "tag", stalled_tag)
+    pinning = threading.Thread(target=pin_slow)
+    pinning.start()
+    try:
+        assert claimed.wait(30)
+        BackupService.from_environment().pins.pin(target, fast, "gold", None, "cli")  # takes the stale claim
+    finally:
+        go_on.set()
+        pinning.join(30)
+    assert fast in outcome["slow"]
+    holders = [b.share for b in service.list_backups(target)[1] if (b.pin or {}).get("label") == "gold"]
+    assert holders == [fast]
+
+
 def test_a_label_whose_holder_was_unpinned_or_whose_pin_died_is_free_again(app_env, monkeypatch):
     from mccf_backup import label_claims
 
@@ -211,7 +253,8 @@ def test_a_label_whose_holder_was_unpinned_or_whose_pin_died_is_free_again(app_e
     assert service.pins.pin(target, second, "gold", None, "cli").pin["label"] == "gold"  # unpin released it
     # a pin that claimed the label and died before writing its metadata: free once the grace has passed
     service.pins.unpin(target, second, "cli")
-    service.pins.claims.claim(target, "gold", "app-nothere-20260101000000", lambda share: False)
+    dead = target.rsplit("/", 1)[1] + "-20200101000000"  # a share of this target that does not exist
+    service.pins.claims.claim(target, "gold", dead, lambda share: False)
     monkeypatch.setattr(label_claims, "CLAIM_GRACE", label_claims.dt.timedelta(0))
     assert service.pins.pin(target, third, "gold", None, "cli").pin["label"] == "gold"
 

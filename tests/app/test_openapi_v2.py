@@ -74,3 +74,16 @@ def test_the_app_serves_it_naming_only_its_own_origin(api, devserver):
     assert served["host"] == devserver.url.split("://", 1)[1] and "evil" not in response.text
     validate(served, cls=OpenAPIV2SpecValidator)
     assert served["paths"] == SWAGGER["paths"]
+
+
+def test_behind_a_front_door_with_a_path_the_document_points_under_it():
+    behind = to_swagger2(DOCUMENT, "https://api.example.com/mccf-backup")
+    assert (behind["host"], behind["basePath"]) == ("api.example.com", "/mccf-backup/api")
+
+
+def test_broken_settings_never_reach_an_anonymous_caller(api, devserver, monkeypatch):
+    monkeypatch.setenv("MCCF_TARGETS", "/subscriptions/not-a-guid/secret-looking-value")
+    monkeypatch.delenv("KEY_VAULT_URL")
+    response = api("GET", "swagger.json", params={"code": ""})
+    assert response.status_code == 200 and response.json()["swagger"] == "2.0"
+    assert "secret-looking-value" not in response.text and "KEY_VAULT_URL" not in response.text

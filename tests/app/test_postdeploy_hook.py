@@ -8,6 +8,7 @@ list` would); the app is the real one behind the dev server, on the emulator.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+TOKEN = "eyJfake.entra.token"
 BACKUP = "Microsoft.ConfidentialLedger/managedCCFs/backup/action"
 
 
@@ -33,8 +35,14 @@ def run_hook(tmp_path: Path, devserver, preflight_env: dict[str, str]) -> subpro
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     az = fake / "az"
-    az.write_text(f'#!/bin/sh\ncase "$*" in *"keys list"*) echo "{devserver.key}" ;; *) exit 3 ;; esac\n')
+    az.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *"keys list"*) echo "{devserver.key}" ;; *"get-access-token"*) echo "{TOKEN}" ;; *) exit 3 ;; esac\n'
+    )
     az.chmod(0o755)
+    curl = fake / "curl"  # the real curl, its arguments written down: what `ps` would show
+    curl.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{tmp_path}/curl-argv"\nexec {shutil.which("curl")} "$@"\n')
+    curl.chmod(0o755)
     env = {
         **os.environ,
         **preflight_env,
@@ -43,7 +51,7 @@ def run_hook(tmp_path: Path, devserver, preflight_env: dict[str, str]) -> subpro
         "AZURE_RESOURCE_GROUP": "rg-mccfbackup-test",
         "PREFLIGHT_BASE_URL": f"{devserver.url}/api",
     }
-    env.pop("AUTH_CLIENT_ID", None)
+    env.setdefault("AUTH_CLIENT_ID", "")
     hook = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]["postdeploy"]["posix"]["run"]
     return subprocess.run(["sh", hook], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -57,15 +65,21 @@ def test_the_hook_prints_the_deployed_apps_preflight(tmp_path, devserver, app_en
     }
     for name, value in schedules.items():
         monkeypatch.setenv(name, value)
-    passed = run_hook(tmp_path, devserver, schedules)
+    passed = run_hook(tmp_path, devserver, {**schedules, "AUTH_CLIENT_ID": "5d3b0c1e-0000-4000-8000-000000000001"})
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "[  ok  ] identity" in passed.stdout and "[ WARN ] recovery_point" in passed.stdout
-    assert "fix: Take one now" in passed.stdout and devserver.key not in passed.stdout + passed.stderr
+    assert "fix: Take one now" in passed.stdout
+    argv = (tmp_path / "curl-argv").read_text()
+    assert "/preflight" in argv  # curl ran; neither the key nor the token was among its arguments
+    for secret in (devserver.key, TOKEN):
+        assert secret not in argv and secret not in passed.stdout + passed.stderr
 
     emulator.deny(emulator.system_identity.client_id, {BACKUP})
+    monkeypatch.setattr("functions.http_api._last_preflight", None)  # not the report of 30 s ago
     failed = run_hook(tmp_path, devserver, schedules)
     assert failed.returncode == 1 and "[ FAIL ] permissions" in failed.stdout
-    assert failed.stdout.rstrip().splitlines()[-1].startswith("FAILED:")
+    *_, summary, advice = failed.stdout.rstrip().splitlines()
+    assert summary.startswith("FAILED:") and "azd hooks run postdeploy" in advice
 
 
 def test_a_hook_run_against_nothing_says_what_to_check(tmp_path, devserver, app_env):
@@ -75,3 +89,12 @@ def test_a_hook_run_against_nothing_says_what_to_check(tmp_path, devserver, app_
 
     result = run_hook(tmp_path, Nowhere, {"PREFLIGHT_RETRIES": "0"})
     assert result.returncode == 1 and "did not answer" in result.stderr and "az functionapp show" in result.stderr
+
+
+def test_a_refused_call_says_the_status_and_what_to_check(tmp_path, devserver, app_env):
+    class WrongKey:
+        url = devserver.url
+        key = "not-the-key"
+
+    result = run_hook(tmp_path, WrongKey, {})
+    assert result.returncode == 1 and "answered HTTP 401" in result.stderr and "Backup.Read" in result.stderr

@@ -105,9 +105,9 @@ def test_an_identity_with_no_role_at_all(preflight, emulator):
         (
             {"enabled": False, "days": 0},
             FAILED,
-            "az storage account file-service-properties update --enable-delete-retention true",
+            "--account-name mccfbackupemu --resource-group rg-mccf-backup --enable-delete-retention true",
         ),
-        ({"enabled": True, "days": 1}, WARNING, "Raise --delete-retention-days above 2"),
+        ({"enabled": True, "days": 1}, WARNING, "--enable-delete-retention true --delete-retention-days 7"),
     ],
 )
 def test_share_soft_delete_off_or_too_short(preflight, emulator, policy, status, says):
@@ -179,7 +179,7 @@ def test_the_cli_shows_each_verdict_with_its_fix_and_exits_1_on_a_failure(prefli
 
     emulator.deny(emulator.system_identity.client_id, {BACKUP})
     code, out, err = run("preflight")
-    assert code == 1 and "[ FAIL ] permissions" in out and "fix: Assign the app's identity" in out
+    assert code == 1 and "[ FAIL ] permissions" in out and "fix: Assign your identity (the CLI runs as you)" in out
     assert "[  ok  ] identity" in out and out.rstrip().splitlines()[-1].startswith("FAILED:")
     code, out, _ = run("preflight", "--json")
     assert code == 1 and json.loads(out)["status"] == FAILED
@@ -206,11 +206,23 @@ def test_settings_that_do_not_load_are_one_failed_check_not_a_stack_trace(prefli
     assert "[ FAIL ] settings" in out and "KEY_VAULT_URL is not set" in out and "BACKUP_SCHEDULE must be" in out
 
 
-def test_the_api_serves_the_report_to_readers(preflight, api):
-    response = api("GET", "preflight")
-    assert response.status_code == 200, response.text
-    report = response.json()
-    assert report["status"] in (OK, WARNING) and {c["name"] for c in report["checks"]} >= {"identity", "permissions"}
+def test_the_api_serves_the_report_to_readers_and_runs_it_once_for_callers_that_ask_again(preflight, api, monkeypatch):
+    import concurrent.futures
+
+    from functions import http_api
+
+    monkeypatch.setattr(http_api, "_last_preflight", None)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: api("GET", "preflight"), range(4)))
+    assert [r.status_code for r in responses] == [200] * 4, responses[0].text
+    reports = [r.json() for r in responses]
+    assert reports[0]["status"] in (OK, WARNING) and {c["name"] for c in reports[0]["checks"]} >= {
+        "identity",
+        "permissions",
+    }
+    assert len({r["checkedAt"] for r in reports}) == 1  # one run served four callers
+    monkeypatch.setattr(http_api, "PREFLIGHT_REUSE_SECONDS", 0)
+    assert api("GET", "preflight").json()["checkedAt"] != reports[0]["checkedAt"]
 
 
 def test_every_check_name_the_code_emits_is_in_the_api_document():
@@ -233,3 +245,30 @@ def test_a_canary_that_cannot_start_is_a_failed_check_beside_the_reason(prefligh
     code, out, err = run("preflight", "--canary", app)
     assert code == 1 and "Traceback" not in out + err
     assert "[ FAIL ] canary" in out and "[ FAIL ] permissions" in out
+
+
+def test_a_sas_that_cannot_delete_warns_that_retention_will_fail(preflight, emulator):
+    current = emulator.secrets.versions(STORAGE_SECRET_NAME)[-1]
+    emulator.secrets.set(STORAGE_SECRET_NAME, file_service_sas_url(emulator, "rwlc", minutes=60 * 24 * 60))
+    try:
+        checks = preflight()
+    finally:
+        emulator.secrets.set(STORAGE_SECRET_NAME, current["value"])
+    key_vault = only(checks, "key_vault")
+    assert key_vault["status"] == WARNING and "retention cannot delete a share" in key_vault["found"]
+    assert "--file /dev/stdin" in key_vault["fix"]
+    storage = only(checks, "storage")  # the probe could not be deleted either: said, with its name
+    assert storage["status"] == WARNING and "left behind" in storage["found"]
+
+
+def test_a_storage_account_id_naming_another_account_is_not_read(preflight, emulator, monkeypatch):
+    other = emulator.env["BACKUP_STORAGE_ACCOUNT_ID"].rsplit("/", 1)[0] + "/someotheraccount"
+    monkeypatch.setenv("BACKUP_STORAGE_ACCOUNT_ID", other)
+    check = only(preflight(), "soft_delete")
+    assert check["status"] == WARNING and "someotheraccount" in check["found"]
+
+
+def test_a_schedule_that_never_fires_fails(preflight, monkeypatch):
+    monkeypatch.setenv("PRUNE_SCHEDULE", "0 0 2 31 2 *")
+    failed = [c for c in preflight()["schedule"] if c["status"] == FAILED]
+    assert [c["details"]["setting"] for c in failed] == ["PRUNE_SCHEDULE"] and "never fires" in failed[0]["found"]

@@ -23,7 +23,9 @@ FRIDAY_NOON = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
         ("0 30 3 * * MON-FRI", ["2026-11-30T03:30:00", "2026-12-01T03:30:00", "2026-12-02T03:30:00"]),
         ("0 0 0 1 JAN,JUL *", ["2027-01-01T00:00:00", "2027-07-01T00:00:00", "2028-01-01T00:00:00"]),
         ("0 0 12 * * 5", ["2026-12-04T12:00:00", "2026-12-11T12:00:00", "2026-12-18T12:00:00"]),  # not now itself
-        ("0 0 0 * * 7", ["2026-11-29T00:00:00", "2026-12-06T00:00:00", "2026-12-13T00:00:00"]),  # 7 is Sunday too
+        ("0 0 0 * * 0", ["2026-11-29T00:00:00", "2026-12-06T00:00:00", "2026-12-13T00:00:00"]),  # 0 is Sunday
+        ("0 0 */15 * * *", ["2026-11-27T15:00:00", "2026-11-28T00:00:00", "2026-11-28T15:00:00"]),
+        ("0 0 1-10/4 * * sat", ["2026-11-28T01:00:00", "2026-11-28T05:00:00", "2026-11-28T09:00:00"]),
         ("0 0 0 13 * FRI", ["2027-08-13T00:00:00", "2028-10-13T00:00:00", "2029-04-13T00:00:00"]),  # both must match
     ],
 )
@@ -41,11 +43,18 @@ def test_next_firings_in_utc(expression, expected):
         ("0 5-1 * * * *", "runs backwards"),
         ("0 */0 * * * *", "step of 0"),
         ("%BACKUP_SCHEDULE% 0 0 * * *", "second field"),
+        ("0 0 2 * * 7", "day of week field must be between 0 and 6"),  # NCrontab refuses 7
+        ("0 0 */x * * *", "hour field has the step 'x'"),
+        ("0 0 ² * * *", "hour field has '²'"),
     ],
 )
 def test_a_bad_schedule_says_which_field(expression, says):
     with pytest.raises(ScheduleInvalid, match=says):
         Schedule.parse(expression)
+
+
+def test_a_schedule_that_never_fires_has_no_firings():
+    assert Schedule.parse("0 0 2 31 2 *").next_firings(FRIDAY_NOON) == []  # 31 February
 
 
 @settings(max_examples=200, deadline=None)
@@ -74,3 +83,11 @@ def test_effective_permissions_follow_arms_wildcards_and_not_actions():
     assert not rbac.allows([], backup)
     assert rbac.required_actions("ledgers", True)[-1] == "Microsoft.ConfidentialLedger/ledgers/delete"
     assert "Microsoft.ConfidentialLedger/managedCCFs/delete" not in rbac.required_actions("managedCCFs", False)
+
+
+def test_the_vault_token_scope_follows_the_vaults_cloud():
+    from mccf_backup.preflight import vault_scope
+
+    assert vault_scope("https://kv-prod.vault.azure.net/") == "https://vault.azure.net/.default"
+    assert vault_scope("https://kv-prod.vault.azure.cn/") == "https://vault.azure.cn/.default"
+    assert vault_scope("https://kv-prod.vault.usgovcloudapi.net") == "https://vault.usgovcloudapi.net/.default"
