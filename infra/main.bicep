@@ -66,12 +66,15 @@ var storageSecretName = 'backup-storage-connection'
 var operationsQueueName = 'mccfbackup-operations'
 var targetsQueueName = 'mccfbackup-targets'
 var deploymentContainer = 'app-package-${token}'
-var targetIds = empty(trim(mccfTargets)) ? [] : split(mccfTargets, ',')
-var targetResourceGroupIdsEach = [
-  for id in targetIds: '/subscriptions/${split(trim(id), '/')[2]}/resourceGroups/${split(trim(id), '/')[4]}'
-]
+// The targets, comma or newline separated as the app reads them; an empty entry (a trailing comma) is skipped.
+var targetIds = filter(map(split(replace(mccfTargets, '\n', ','), ','), id => trim(id)), id => !empty(id))
 // The targets' resource groups, each once (union of arrays drops duplicates).
-var targetResourceGroupIds = union(targetResourceGroupIdsEach, [])
+var targetResourceGroupIds = union(map(targetIds, id => '/subscriptions/${split(id, '/')[2]}/resourceGroups/${split(id, '/')[4]}'), [])
+// One role per target subscription, assignable anywhere in it: a target's resource group dropped later
+// leaves its role's scopes as they were (ARM refuses to remove an assignable scope that still holds an
+// assignment: RoleScopeBeingRemovedContainsAssignments), and a subscription dropped altogether leaves
+// its role alone, since the deployment no longer touches it.
+var targetSubscriptionIds = union(map(targetIds, id => split(id, '/')[2]), [])
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-mccfbackup-${token}'
@@ -411,22 +414,24 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authC
 }
 
 // --- the Managed CCF permissions: a custom role, assigned on each target's resource group ---
-module mccfRole 'modules/mccf-role.bicep' = if (!empty(targetResourceGroupIds)) {
-  name: 'mccf-role-${token}'
-  scope: subscription()
-  params: {
-    nameSuffix: token
-    assignableScopes: targetResourceGroupIds
-    allowReplaceRestore: allowReplaceRestore
+module mccfRoles 'modules/mccf-role.bicep' = [
+  for sub in targetSubscriptionIds: {
+    name: 'mccf-role-${uniqueString(sub, token)}'
+    scope: subscription(sub)
+    params: {
+      nameSuffix: token
+      assignableScopes: ['/subscriptions/${sub}']
+      allowReplaceRestore: allowReplaceRestore
+    }
   }
-}
+]
 
 module mccfRoleAssignments 'modules/mccf-role-assignment.bicep' = [
   for rgId in targetResourceGroupIds: {
     name: 'mccf-role-assignment-${uniqueString(rgId, token)}'
     scope: resourceGroup(split(rgId, '/')[2], split(rgId, '/')[4])
     params: {
-      roleDefinitionId: mccfRole.outputs.roleDefinitionId
+      roleDefinitionId: mccfRoles[indexOf(targetSubscriptionIds, split(rgId, '/')[2])].outputs.roleDefinitionId
       principalId: identity.properties.principalId
     }
   }

@@ -28,7 +28,7 @@ def _role_fix(run: Run, target: Target, subject: str, missing: list[str]) -> str
     return (
         f"Assign {who} the mccf-backup operator role (infra/modules/mccf-role.bicep grants {', '.join(missing)}) "
         f"on {scope}: az role assignment create --assignee-object-id {subject or '<object id>'} "
-        f"--assignee-principal-type {kind} --role 'mccf-backup operator (<suffix>)' --scope {scope} (for the app, "
+        f"--assignee-principal-type {kind} --role 'mccf-backup operator (<suffix>, {target.subscription})' --scope {scope} (for the app, "
         "`azd provision` with this target in MCCF_TARGETS does it). A new assignment can take 5-10 minutes to apply. "
         "If the role has these actions, compare the names with `az provider operation show --namespace "
         "Microsoft.ConfidentialLedger`."

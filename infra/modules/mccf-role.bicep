@@ -28,7 +28,7 @@ var deleteForReplace = [
 resource role 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'mccf-backup-operator', nameSuffix)
   properties: {
-    roleName: 'mccf-backup operator (${nameSuffix})'
+    roleName: 'mccf-backup operator (${nameSuffix}, ${subscription().subscriptionId})' // unique in the tenant
     description: 'Read, back up and restore Managed CCF instances and Confidential Ledgers${allowReplaceRestore ? ', and delete them for a replace-restore' : ''}. Used by mccf-backup.'
     type: 'CustomRole'
     permissions: [

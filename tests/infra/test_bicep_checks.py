@@ -110,7 +110,7 @@ def test_custom_role_grants_only_what_the_app_calls():
     # delete is granted only through the allowReplaceRestore condition
     assert "allowReplaceRestore" in actions and "deleteForReplace" in actions
     assert not permissions["notActions"] and "*" not in json.dumps(role["variables"])
-    passed = module_config(main(), "mccfRole")["params"]
+    passed = module_config(main(), "mccfRoles")["params"]
     assert passed["allowReplaceRestore"] == "allowReplaceRestore"
     assignment = module_config(main(), "mccfRoleAssignments")
     assert "targetResourceGroupIds" in json.dumps(main()["modules"]["mccfRoleAssignments"]) and assignment
