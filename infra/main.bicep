@@ -9,11 +9,50 @@ targetScope = 'resourceGroup'
 @description('azd environment name; names and tags derive from it')
 param environmentName string
 
-@description('Region for every resource')
+@description('Region for every resource: one where Flex Consumption runs (the list of Microsoft\'s Flex Consumption azd samples); azd offers only these')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({ azd: { type: 'location' } })
 param location string = resourceGroup().location
 
-@description('Object id of the deploying user, given Key Vault Secrets Officer to manage the secret')
+@description('Object id of the deployer, given Key Vault Secrets Officer to manage the secret')
 param principalId string = ''
+
+@description('What the deployer is: a person (User), or CI signed in as a service principal or with OIDC (ServicePrincipal); azd sets AZURE_PRINCIPAL_TYPE')
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string = 'User'
 
 @description('ARM resource IDs of the Managed CCF instances to protect, comma separated (set after deployment if empty)')
 param mccfTargets string = ''
@@ -229,7 +268,7 @@ resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
   }
 }
 

@@ -47,3 +47,22 @@ def test_parameters_file_names_only_parameters_the_template_has():
     assert "environmentName" in required  # the template's one parameter without a default: the check sees it
     assert required <= set(given), f"azd would prompt for {required - set(given)}"
     assert not any("key" in name.lower() or "secret" in name.lower() for name in given)
+
+
+def test_the_deployers_vault_role_follows_who_deploys():
+    """CI deploys as a service principal (or with OIDC): a hard-coded principalType 'User' is refused."""
+    template = main()
+    officer = template["resources"]["secretsOfficer"]["config"]["config"]["properties"]
+    assert officer["principalType"] == "principalType"
+    allowed = next(d for d in template["parameters"]["principalType"]["decorators"] if d["type"] == "allowed")
+    assert set(allowed["argument"]) == {"User", "ServicePrincipal", "Group"}
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert given["principalType"]["value"] == "${AZURE_PRINCIPAL_TYPE=User}"
+
+
+def test_the_location_is_one_where_flex_consumption_runs():
+    location = main()["parameters"]["location"]
+    allowed = next(d for d in location["decorators"] if d["type"] == "allowed")["argument"]
+    assert {"eastus", "westeurope", "swedencentral"} <= set(allowed) and "westindia" not in allowed
+    metadata = next(d for d in location["decorators"] if d["type"] == "metadata")["argument"]
+    assert "location" in json.dumps(metadata)  # azd asks for a region from this list
