@@ -36,7 +36,22 @@ from .errors import PermissionDenied, TargetNotFound
 from .redaction import redact
 from .targets import Target
 
-ARM_SCOPE = "https://management.azure.com/.default"
+ARM_SCOPE = "https://management.azure.com/.default"  # the public cloud's, and the default for any other host
+# The sovereign clouds' ARM hosts and their token scopes (azure-mgmt-core's AzureCloud settings). A
+# token for the public cloud's audience is refused by their ARM, so the scope follows ARM_ENDPOINT.
+CLOUD_SCOPES = {
+    "management.azure.com": ARM_SCOPE,
+    "management.chinacloudapi.cn": "https://management.chinacloudapi.cn/.default",
+    "management.usgovcloudapi.net": "https://management.usgovcloudapi.net/.default",
+}
+
+
+def arm_scope(endpoint: str) -> str:
+    """The token scope for the ARM at ``endpoint``: its cloud's, or the public cloud's for any other host
+    (as the SDK's own default)."""
+    return CLOUD_SCOPES.get((urlsplit(endpoint).hostname or "").lower(), ARM_SCOPE)
+
+
 FINAL_STATES = {"Succeeded", "Failed", "Canceled"}
 THROTTLE_RETRIES = 60  # ARM's write bucket refills 10/s: enough for any queue of waiting workers
 AMBIGUOUS_STATUS = {500, 502, 503, 504}
@@ -149,7 +164,7 @@ class ManagedCcfClient:
                 policies.HeadersPolicy(),
                 policies.UserAgentPolicy(sdk_moniker=f"mccf-backup/{__version__}"),
                 ArmRetryPolicy(**{k: v for k, v in transport_kwargs.items() if k.startswith("retry_")}),
-                ARMChallengeAuthenticationPolicy(credential, ARM_SCOPE),
+                ARMChallengeAuthenticationPolicy(credential, arm_scope(endpoint)),
                 policies.ContentDecodePolicy(),
                 ARMHttpLoggingPolicy(),
                 policies.DistributedTracingPolicy(),

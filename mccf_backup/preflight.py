@@ -20,7 +20,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.fileshare import ShareServiceClient
 
 from . import clock, work_queue
-from .arm import ARM_SCOPE
+from .arm import arm_scope
 from .errors import MccfBackupError
 from .preflight_report import FAILED, OK, WARNING, Check, Report, guarded
 from .preflight_targets import recovery_point_checks, target_checks
@@ -61,7 +61,7 @@ def identity_checks(run: Run, who: str) -> tuple[list[Check], str]:
 
     def tokens() -> list[Check]:
         nonlocal subject
-        subject = _token_subject(run.credential.get_token(ARM_SCOPE).token)
+        subject = _token_subject(run.credential.get_token(arm_scope(run.settings.arm_endpoint)).token)
         run.credential.get_token(vault_scope(run.settings.key_vault_url))
         return [
             Check(

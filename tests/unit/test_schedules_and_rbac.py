@@ -91,3 +91,12 @@ def test_the_vault_token_scope_follows_the_vaults_cloud():
     assert vault_scope("https://kv-prod.vault.azure.net/") == "https://vault.azure.net/.default"
     assert vault_scope("https://kv-prod.vault.azure.cn/") == "https://vault.azure.cn/.default"
     assert vault_scope("https://kv-prod.vault.usgovcloudapi.net") == "https://vault.usgovcloudapi.net/.default"
+
+
+def test_the_arm_token_scope_follows_the_cloud_of_arm_endpoint():
+    from mccf_backup.arm import arm_scope
+
+    assert arm_scope("https://management.azure.com") == "https://management.azure.com/.default"
+    assert arm_scope("https://management.chinacloudapi.cn/") == "https://management.chinacloudapi.cn/.default"
+    assert arm_scope("https://management.usgovcloudapi.net") == "https://management.usgovcloudapi.net/.default"
+    assert arm_scope("https://arm.contoso.example") == "https://management.azure.com/.default"  # the SDK's default
