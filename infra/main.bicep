@@ -99,6 +99,14 @@ param restoreApprover string = ''
 @description('The https URL callers reach the API at when a Front Door or API Management sits in front; empty: the app\'s own host name')
 param publicBaseUrl string = ''
 
+@description('Key Vault name; empty: kv-mccfbk-<token>. After `azd down` the old vault stays soft-deleted (purge protection) for 90 days under that name: name a new one, or recover it (keyVaultCreateMode)')
+@maxLength(24)
+param keyVaultName string = ''
+
+@description('recover: take back the soft-deleted vault of an earlier deployment with this name (after `azd down`)')
+@allowed(['default', 'recover'])
+param keyVaultCreateMode string = 'default'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 var storageSecretName = 'backup-storage-connection'
@@ -217,10 +225,11 @@ resource backupStorageLock 'Microsoft.Authorization/locks@2020-05-01' = if (lock
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: Flex Consumption without VNet integration calls the vault from public addresses; access is by RBAC only (the app's identity: Key Vault Secrets User). Add VNet integration and a firewall if your policy needs it
   // checkov:skip=CKV_AZURE_189: as CKV_AZURE_109, public network access is how the app reaches the vault without VNet integration
-  name: 'kv-mccfbk-${take(token, 12)}'
+  name: empty(keyVaultName) ? 'kv-mccfbk-${take(token, 12)}' : keyVaultName
   location: location
   tags: tags
   properties: {
+    createMode: keyVaultCreateMode
     tenantId: subscription().tenantId
     sku: { family: 'A', name: 'standard' }
     enableRbacAuthorization: true

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.unit.test_docs_match_code import settings_read_by_code
 
@@ -46,7 +47,8 @@ def test_parameters_file_names_only_parameters_the_template_has():
     required = {name for name, p in template_parameters.items() if p.get("default") is None}
     assert "environmentName" in required  # the template's one parameter without a default: the check sees it
     assert required <= set(given), f"azd would prompt for {required - set(given)}"
-    assert not any("key" in name.lower() or "secret" in name.lower() for name in given)
+    # no key, secret or password passes through the parameters file (a Key Vault's name is no key)
+    assert not [name for name in given if re.search(r"(?i)key$|secret|password|sas$|token$", name)]
 
 
 def test_the_deployers_vault_role_follows_who_deploys():
@@ -66,3 +68,14 @@ def test_the_location_is_one_where_flex_consumption_runs():
     assert {"eastus", "westeurope", "swedencentral"} <= set(allowed) and "westindia" not in allowed
     metadata = next(d for d in location["decorators"] if d["type"] == "metadata")["argument"]
     assert "location" in json.dumps(metadata)  # azd asks for a region from this list
+
+
+def test_a_second_azd_up_after_azd_down_can_recover_or_rename_the_purge_protected_vault():
+    template, given = main(), json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    vault = template["resources"]["vault"]["config"]
+    assert "keyVaultName" in json.dumps(vault["name"]) and vault["properties"]["createMode"] == "keyVaultCreateMode"
+    allowed = next(d for d in template["parameters"]["keyVaultCreateMode"]["decorators"] if d["type"] == "allowed")
+    assert set(allowed["argument"]) == {"default", "recover"}
+    assert given["keyVaultCreateMode"]["value"] == "${KEY_VAULT_CREATE_MODE=default}"
+    assert given["keyVaultName"]["value"] == "${KEY_VAULT_NAME=}"
+    assert given["lockBackupStorage"]["value"] == "${LOCK_BACKUP_STORAGE=true}"
