@@ -54,3 +54,102 @@ def test_the_backup_sample_is_an_http_swagger_action_on_the_2_0_document():
     route = "/" + action["inputs"]["uri"].rsplit("}/", 1)[1]  # "@{parameters('mccfBackupApi')}/backups"
     operation = swagger["paths"][route][action["inputs"]["method"].lower()]
     assert operation["operationId"] == "StartBackup" and "202" in operation["responses"]
+
+
+# --- every caller gets an answer, and none waits past Logic Apps' 120 s inbound limit ---
+LONG = {"Http", "ApiConnection", "ApiConnectionWebhook", "Workflow", "Function"}
+OUTCOMES = ("Succeeded", "Failed", "TimedOut")
+
+
+class Run:
+    """One run of a workflow's actions for one sequence of outcomes (a long action's status, or an If's
+    branch), with Logic Apps' rules: an action runs when each action in its runAfter ended in a listed
+    status, else it is Skipped; a Response is recorded with whether long work ran before it."""
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices, self.used, self.long_done, self.responses = list(choices), 0, False, []
+
+    def choose(self) -> str:
+        choice = self.choices[self.used % len(self.choices)]
+        self.used += 1
+        return choice
+
+    def scope(self, actions: dict) -> None:
+        status: dict[str, str] = {}
+        while len(status) < len(actions):
+            progressed = False
+            for name, action in actions.items():
+                after = action.get("runAfter") or {}
+                if name in status or any(previous not in status for previous in after):
+                    continue
+                runs = all(status[previous] in allowed for previous, allowed in after.items())
+                status[name] = self.run(action) if runs else "Skipped"
+                progressed = True
+            assert progressed, f"runAfter cycle or unknown action among {sorted(set(actions) - set(status))}"
+
+    def run(self, action: dict) -> str:
+        kind = action["type"]
+        if kind == "Response":
+            self.responses.append((action.get("operationOptions") == "Asynchronous", self.long_done))
+            return "Succeeded"
+        if kind in LONG:
+            self.long_done = True
+            return self.choose()
+        if kind == "If":
+            branch = (
+                action.get("actions", {}) if self.choose() == "Succeeded" else action.get("else", {}).get("actions", {})
+            )
+            self.scope(branch)
+        return "Succeeded"
+
+
+def request_workflows():
+    for path in sorted((REPO / "infra" / "logicapp").glob("*.json")):
+        definition = json.loads(path.read_text())["definition"]
+        if any(t["type"] == "Request" for t in definition["triggers"].values()):
+            yield path.name, definition
+
+
+def test_every_path_answers_the_caller_and_no_answer_after_long_work_is_synchronous():
+    import itertools
+
+    for name, definition in request_workflows():
+        for choices in itertools.product(OUTCOMES, repeat=5):
+            run = Run(choices)
+            run.scope(definition["actions"])
+            assert run.responses, (name, choices[: run.used], "no Response: the caller waits for nothing")
+            asynchronous, long_before = run.responses[0]
+            # Logic Apps answers a synchronous Response only within 120 s of the request
+            assert asynchronous or not long_before, (name, choices[: run.used], "a synchronous answer after long work")
+
+
+def test_no_key_or_location_reaches_the_run_history_and_no_empty_options():
+    def actions(node: dict):
+        for action_name, action in node.items():
+            yield action_name, action
+            yield from actions(action.get("actions", {}))
+            yield from actions(action.get("else", {}).get("actions", {}))
+
+    for name, definition in request_workflows():
+        for action_name, action in actions(definition["actions"]):
+            assert action.get("operationOptions", "x") != "", (name, action_name)  # '' is no documented value
+            if action["type"] == "Http":  # its inputs carry ?code=, its outputs the Location with the key
+                secure = set(action.get("runtimeConfiguration", {}).get("secureData", {}).get("properties", []))
+                assert secure == {"inputs", "outputs"}, (name, action_name)
+
+
+def test_the_walker_catches_what_it_guards_against():
+    unanswered = {
+        "Call": {"type": "Http", "runAfter": {}},
+        "Answer": {"type": "Response", "runAfter": {"Call": ["Succeeded"]}, "operationOptions": "Asynchronous"},
+    }
+    run = Run(("Failed",))
+    run.scope(unanswered)
+    assert run.responses == []  # a failed call leaves the caller without an answer: the test above fails
+    late = {
+        "Call": {"type": "Http", "runAfter": {}},
+        "Answer": {"type": "Response", "runAfter": {"Call": ["Succeeded"]}},
+    }
+    run = Run(("Succeeded",))
+    run.scope(late)
+    assert run.responses == [(False, True)]  # synchronous after long work: the test above fails
