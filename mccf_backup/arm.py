@@ -347,7 +347,9 @@ class ManagedCcfClient:
             self._check_same_host(started.status_url)
             response = self._send(HttpRequest("GET", started.status_url), target, "read operation status").http_response
             if response.status_code == 404:
-                return OperationStatus(LOST, "OperationNotFound", "ARM no longer knows this operation.")
+                return OperationStatus(
+                    LOST, "OperationNotFound", "ARM no longer knows this operation.", started.retry_after
+                )
             self._raise_for(response, target, "read operation status")
             body = response.json()
             error = body.get("error") or {}
@@ -363,7 +365,9 @@ class ManagedCcfClient:
         if response.status_code == 202:
             return OperationStatus("InProgress", retry_after=retry_after_seconds(response) or started.retry_after)
         if response.status_code == 404:
-            return OperationStatus(LOST, "OperationNotFound", "ARM no longer knows this operation.")
+            return OperationStatus(
+                LOST, "OperationNotFound", "ARM no longer knows this operation.", started.retry_after
+            )
         if response.status_code < 300:
             return OperationStatus("Succeeded")
         code, message = _arm_error(response)
