@@ -3,6 +3,7 @@ with its documented fix, when the emulator is made wrong the way a real subscrip
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -38,6 +39,17 @@ def preflight(app_env, monkeypatch):
         return by_name
 
     return run
+
+
+@contextlib.contextmanager
+def secret_holding(emulator, value: str, **attributes):
+    """The storage secret's current version replaced for the block, then put back."""
+    current = emulator.secrets.versions(STORAGE_SECRET_NAME)[-1]
+    emulator.secrets.set(STORAGE_SECRET_NAME, value, **attributes)
+    try:
+        yield
+    finally:
+        emulator.secrets.set(STORAGE_SECRET_NAME, current["value"])
 
 
 def only(checks: dict, name: str) -> dict:
@@ -117,12 +129,8 @@ def test_share_soft_delete_off_or_too_short(preflight, emulator, policy, status,
 
 
 def test_a_disabled_secret_fails_and_storage_is_not_checked(preflight, emulator):
-    current = emulator.secrets.versions(STORAGE_SECRET_NAME)[-1]
-    emulator.secrets.set(STORAGE_SECRET_NAME, emulator.connection_string(), enabled=False)
-    try:
+    with secret_holding(emulator, emulator.connection_string(), enabled=False):
         checks = preflight()
-    finally:
-        emulator.secrets.set(STORAGE_SECRET_NAME, current["value"])
     key_vault = only(checks, "key_vault")
     assert key_vault["status"] == FAILED and "disabled" in key_vault["found"]
     assert "az keyvault secret set" in key_vault["fix"]
@@ -134,12 +142,8 @@ def test_a_disabled_secret_fails_and_storage_is_not_checked(preflight, emulator)
     [(-60, FAILED, "expires at"), (60 * 24 * 3, WARNING, "less than 14 days after the next scheduled backup")],
 )
 def test_a_sas_secret_that_has_or_soon_will_expire(preflight, emulator, minutes, status, says):
-    current = emulator.secrets.versions(STORAGE_SECRET_NAME)[-1]
-    emulator.secrets.set(STORAGE_SECRET_NAME, file_service_sas_url(emulator, "rwdlc", minutes=minutes))
-    try:
+    with secret_holding(emulator, file_service_sas_url(emulator, "rwdlc", minutes=minutes)):
         key_vault = only(preflight(), "key_vault")
-    finally:
-        emulator.secrets.set(STORAGE_SECRET_NAME, current["value"])
     assert key_vault["status"] == status and says in key_vault["found"], key_vault
 
 
@@ -248,12 +252,8 @@ def test_a_canary_that_cannot_start_is_a_failed_check_beside_the_reason(prefligh
 
 
 def test_a_sas_that_cannot_delete_warns_that_retention_will_fail(preflight, emulator):
-    current = emulator.secrets.versions(STORAGE_SECRET_NAME)[-1]
-    emulator.secrets.set(STORAGE_SECRET_NAME, file_service_sas_url(emulator, "rwlc", minutes=60 * 24 * 60))
-    try:
+    with secret_holding(emulator, file_service_sas_url(emulator, "rwlc", minutes=60 * 24 * 60)):
         checks = preflight()
-    finally:
-        emulator.secrets.set(STORAGE_SECRET_NAME, current["value"])
     key_vault = only(checks, "key_vault")
     assert key_vault["status"] == WARNING and "retention cannot delete a share" in key_vault["found"]
     assert "--file /dev/stdin" in key_vault["fix"]
