@@ -20,7 +20,6 @@ param environmentName string
   'eastasia'
   'eastus'
   'eastus2'
-  'eastus2euap'
   'francecentral'
   'germanywestcentral'
   'italynorth'
@@ -50,8 +49,8 @@ param location string = resourceGroup().location
 @description('Object id of the deployer, given Key Vault Secrets Officer to manage the secret')
 param principalId string = ''
 
-@description('What the deployer is: a person (User), or CI signed in as a service principal or with OIDC (ServicePrincipal); azd sets AZURE_PRINCIPAL_TYPE')
-@allowed(['User', 'ServicePrincipal', 'Group'])
+@description('What the deployer is: a person (User), or CI signed in as a service principal or with OIDC (ServicePrincipal): set AZURE_PRINCIPAL_TYPE in CI')
+@allowed(['User', 'ServicePrincipal'])
 param principalType string = 'User'
 
 @description('ARM resource IDs of the Managed CCF instances to protect, comma separated (set after deployment if empty)')
@@ -99,13 +98,9 @@ param restoreApprover string = ''
 @description('The https URL callers reach the API at when a Front Door or API Management sits in front; empty: the app\'s own host name')
 param publicBaseUrl string = ''
 
-@description('Key Vault name; empty: kv-mccfbk-<token>. After `azd down` the old vault stays soft-deleted (purge protection) for 90 days under that name: name a new one, or recover it (keyVaultCreateMode)')
+@description('Key Vault name; empty: kv-mccfbk-<token>. After `azd down` the old vault stays soft-deleted (purge protection) for 90 days under that name: name a new one, or recover it first (az keyvault recover)')
 @maxLength(24)
 param keyVaultName string = ''
-
-@description('recover: take back the soft-deleted vault of an earlier deployment with this name (after `azd down`)')
-@allowed(['default', 'recover'])
-param keyVaultCreateMode string = 'default'
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
@@ -229,7 +224,6 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   location: location
   tags: tags
   properties: {
-    createMode: keyVaultCreateMode
     tenantId: subscription().tenantId
     sku: { family: 'A', name: 'standard' }
     enableRbacAuthorization: true

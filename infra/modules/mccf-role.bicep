@@ -26,7 +26,9 @@ var deleteForReplace = [
 ]
 
 resource role 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
-  name: guid(subscription().id, 'mccf-backup-operator', nameSuffix)
+  // A new seed from 03060c4 on: the earlier single role (seed 'mccf-backup-operator') had resource-group
+  // scopes, and reusing its id would shrink them while its assignments still use them.
+  name: guid(subscription().id, 'mccf-backup-operator-per-subscription', nameSuffix)
   properties: {
     roleName: 'mccf-backup operator (${nameSuffix}, ${subscription().subscriptionId})' // unique in the tenant
     description: 'Read, back up and restore Managed CCF instances and Confidential Ledgers${allowReplaceRestore ? ', and delete them for a replace-restore' : ''}. Used by mccf-backup.'

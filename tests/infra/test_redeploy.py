@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from .bicep import main, module_config
+from .bicep import INFRA, main, module_config, parsed
 
 SUBSCRIPTION = "/subscriptions/00000000-0000-4000-8000-000000000001"
 PROD = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/rg-ledger-prod/providers/Microsoft.ConfidentialLedger/managedCCFs/contoso"
@@ -126,3 +126,10 @@ def test_a_second_deployment_keeps_every_scope_that_holds_an_assignment(before, 
         sub = resource_group.split("/")[2]
         assert within(resource_group, second["roles"][sub])
     assert all(len(scopes) == 1 for scopes in second["roles"].values())
+
+
+def test_the_per_subscription_role_is_a_new_role_not_the_earlier_one_with_its_scopes_shrunk():
+    """Before 03060c4 one role, named from the seed 'mccf-backup-operator', had resource-group scopes;
+    reusing its id for the per-subscription role would remove scopes its assignments still use."""
+    name = str(parsed(INFRA / "modules" / "mccf-role.bicep")["resources"]["role"]["config"]["name"])
+    assert "mccf-backup-operator-per-subscription" in name

@@ -123,6 +123,33 @@ def test_every_path_answers_the_caller_and_no_answer_after_long_work_is_synchron
             assert asynchronous or not long_before, (name, choices[: run.used], "a synchronous answer after long work")
 
 
+def test_no_response_sits_in_a_parallel_branch():
+    """Logic Apps refuses a Response action in a parallel branch (two actions of one scope running after
+    the same action): branches that exclude each other go inside one If instead."""
+
+    def answers(action: dict) -> bool:
+        if action["type"] == "Response":
+            return True
+        inner = list(action.get("actions", {}).values()) + list(action.get("else", {}).get("actions", {}).values())
+        return any(answers(a) for a in inner)
+
+    def scopes(node: dict):
+        yield node
+        for action in node.values():
+            yield from scopes(action.get("actions", {}))
+            yield from scopes(action.get("else", {}).get("actions", {}))
+
+    for name, definition in request_workflows():
+        for scope in scopes(definition["actions"]):
+            followers: dict[str, list[str]] = {}
+            for action_name, action in scope.items():
+                for previous in action.get("runAfter") or {}:
+                    followers.setdefault(previous, []).append(action_name)
+            for previous, after in followers.items():
+                if len(after) > 1:  # a parallel branch: none of its actions may answer the caller
+                    assert not any(answers(scope[a]) for a in after), (name, previous, after)
+
+
 def test_no_key_or_location_reaches_the_run_history_and_no_empty_options():
     def actions(node: dict):
         for action_name, action in node.items():
