@@ -81,6 +81,9 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+_TOO_DEEP = object()
+
+
 def json_body(req: func.HttpRequest, allowed: dict[str, type], required: tuple[str, ...]) -> dict[str, Any]:
     """Parse a JSON object body strictly: media type, size, syntax, duplicate, unknown and missing fields, types.
 
@@ -97,8 +100,10 @@ def json_body(req: func.HttpRequest, allowed: dict[str, type], required: tuple[s
         raise errors.InvalidJson(f"The request body is not valid JSON: {exc.__class__.__name__}.") from exc
     except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
         raise errors.InvalidJson("The request body holds a number longer than any request of this API.") from exc
-    except RecursionError as exc:  # '[[[[...' deeper than the parser goes
-        raise errors.InvalidJson("The request body nests deeper than any request of this API.") from exc
+    except RecursionError:  # '[[[[...' deeper than the parser goes: refused below, outside this block,
+        body = _TOO_DEEP  # so no exception keeps the parser's thousands of frames alive as its context
+    if body is _TOO_DEEP:
+        raise errors.InvalidJson("The request body nests deeper than any request of this API.")
     if not isinstance(body, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     for name, value in body.items():
