@@ -149,7 +149,7 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                         f"last failure: {(item['lastFailure'] or {}).get('error')}"
                     )
 
-                say("==> job history (python -m mccf_backup jobs)")
+                say("==> job history (mccf-backup jobs)")
                 listing = io.StringIO()
                 cli_main(["jobs"], out=listing, err=listing)
                 say("    " + listing.getvalue().rstrip().replace("\n", "\n    "))
