@@ -184,6 +184,57 @@ class JobTable:
             raise StaleJob(entity["RowKey"]) from exc
         return (result or {}).get("etag")
 
+    # --- single flight: one entity, created if absent or taken over ETag-conditionally ---
+    def read(self, partition: str, row: str, action: str) -> Any | None:
+        """The entity (its ETag in ``.metadata``), or None when there is none."""
+        try:
+            return self.call(action, self.client.get_entity, partition, row)
+        except ResourceNotFoundError:
+            return None
+
+    def claim(self, entity: dict, action: str, held: Callable[[Any], bool], attempts: int = 5) -> Any | None:
+        """Create ``entity``; where one is in its place, take it over (ETag-conditionally) unless ``held``
+        says it still holds. None when ours now, else the entity that holds. However many callers try at
+        once, one wins. Raises StaleJob when it kept changing under every attempt."""
+        partition, row = entity["PartitionKey"], entity["RowKey"]
+        for _ in range(attempts):
+            try:
+                self.call(action, self.client.create_entity, entity)
+                return None
+            except ResourceExistsError:
+                pass
+            current = self.read(partition, row, action)
+            if current is None:
+                continue  # released in between: create again
+            if held(current):
+                return current
+            try:
+                self.replace_if_unchanged(entity, current.metadata["etag"], action)
+                return None
+            except StaleJob:
+                continue  # another caller took it first: look at who
+        current = self.read(partition, row, action)
+        if current is None:
+            raise StaleJob(row)
+        return current
+
+    def release(self, partition: str, row: str, action: str, ours: Callable[[Any], bool]) -> None:
+        """Delete the entity if ``ours`` says so and nobody changed it since (one taken over is left alone)."""
+        current = self.read(partition, row, action)
+        if current is None or not ours(current):
+            return
+        try:
+            self.call(
+                action,
+                self.client.delete_entity,
+                partition,
+                row,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
+
 
 class JobStore:
     def __init__(self, table: JobTable) -> None:

@@ -14,15 +14,12 @@ import datetime as dt
 import hashlib
 from typing import Callable
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from . import clock
 from .jobs import JobTable, StaleJob
 
 PARTITION = "pinlabel"
 CLAIM_GRACE = dt.timedelta(seconds=60)  # a claim whose pin has not been written yet is live this long
-_ATTEMPTS = 5
 
 
 def _row(target: str, label: str) -> str:
@@ -40,60 +37,26 @@ class LabelClaims:
     def _entity(self, target: str, label: str, share: str) -> dict:
         return {"PartitionKey": PARTITION, "RowKey": _row(target, label), "share": share, "claimed": clock.utcnow()}
 
-    def _read(self, target: str, label: str) -> tuple[dict, str] | None:
-        try:
-            entity = self._table.call("read a pin label", self._table.client.get_entity, PARTITION, _row(target, label))
-        except ResourceNotFoundError:
-            return None
-        return dict(entity), entity.metadata["etag"]
-
     def claim(self, target: str, label: str, share: str, still_holds: Callable[[str], bool]) -> str | None:
         """Claim ``label`` for ``share``: None when it is ours now, else the share that holds it."""
-        for _ in range(_ATTEMPTS):
-            try:
-                self._table.call(
-                    "claim a pin label", self._table.client.create_entity, self._entity(target, label, share)
-                )
-                return None
-            except ResourceExistsError:
-                pass
-            found = self._read(target, label)
-            if found is None:
-                continue  # released in between: create again
-            entity, etag = found
+
+        def held(entity) -> bool:
             holder = str(entity.get("share") or "")
             claimed = _utc(entity.get("claimed") or clock.utcnow())
-            if holder == share:
-                return None
-            if clock.utcnow() < claimed + CLAIM_GRACE or still_holds(holder):
-                return holder
-            try:
-                self._table.replace_if_unchanged(self._entity(target, label, share), etag, "take over a pin label")
-                return None
-            except StaleJob:
-                continue  # another pin took it first: look at who
-        found = self._read(target, label)
-        return str(found[0].get("share")) if found else "another pin made at this moment"
+            return holder != share and (clock.utcnow() < claimed + CLAIM_GRACE or still_holds(holder))
+
+        try:
+            current = self._table.claim(self._entity(target, label, share), "claim a pin label", held)
+        except StaleJob:
+            return "another pin made at this moment"
+        return None if current is None else str(current.get("share"))
 
     def holder(self, target: str, label: str) -> str | None:
         """The share the claim names now (a pin re-reads it after writing: a claim taken over meanwhile,
         by a writer whose clock ran ahead or whose write outlasted the grace, means back off)."""
-        found = self._read(target, label)
-        return str(found[0].get("share")) if found else None
+        current = self._table.read(PARTITION, _row(target, label), "read a pin label")
+        return None if current is None else str(current.get("share"))
 
     def release(self, target: str, label: str, share: str) -> None:
         """Give the label back if ``share`` still holds the claim (one taken over since is left alone)."""
-        found = self._read(target, label)
-        if found is None or found[0].get("share") != share:
-            return
-        try:
-            self._table.call(
-                "release a pin label",
-                self._table.client.delete_entity,
-                PARTITION,
-                _row(target, label),
-                etag=found[1],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass
+        self._table.release(PARTITION, _row(target, label), "release a pin label", lambda e: e.get("share") == share)

@@ -16,8 +16,6 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from . import clock
 from .jobs import JobStore, JobTable, StaleJob
@@ -26,7 +24,6 @@ PARTITION = "lease"
 # A lease whose job was never recorded is free after this: the request that took it died before the
 # job's first write, which comes milliseconds after the lease.
 UNRECORDED_GRACE = dt.timedelta(seconds=60)
-_ATTEMPTS = 5  # takeover races: re-read and try again this often before reporting the winner
 
 
 @dataclass(frozen=True)
@@ -41,6 +38,10 @@ class Lease:
 def _row(target: str) -> str:
     """RowKeys cannot hold '/': the lease of a target is keyed by its lower-cased resource ID's hash."""
     return hashlib.sha256(target.lower().encode()).hexdigest()
+
+
+def _lease(entity) -> Lease:
+    return Lease(entity["target"], entity["job"], entity["kind"], _utc(entity["acquired"]), _utc(entity["expires"]))
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -65,23 +66,14 @@ class Leases:
             "expires": now + self._lifetime,
         }
 
-    def _read(self, target: str) -> tuple[Lease, str] | None:
-        client = self._table.client
-        try:
-            entity = self._table.call("read a lease", client.get_entity, PARTITION, _row(target))
-        except ResourceNotFoundError:
-            return None
-        lease = Lease(
-            entity["target"], entity["job"], entity["kind"], _utc(entity["acquired"]), _utc(entity["expires"])
-        )
-        return lease, entity.metadata["etag"]
+    def _read(self, target: str) -> Lease | None:
+        entity = self._table.read(PARTITION, _row(target), "read a lease")
+        return None if entity is None else _lease(entity)
 
     def holder(self, target: str) -> Lease | None:
         """The lease of a job still holding the target, or None when it is free (nothing is changed)."""
-        found = self._read(target)
-        if found is None or self._free(found[0]):
-            return None
-        return found[0]
+        lease = self._read(target)
+        return None if lease is None or self._free(lease) else lease
 
     def _free(self, lease: Lease) -> bool:
         now = clock.utcnow()
@@ -94,42 +86,14 @@ class Leases:
 
     def acquire(self, target: str, job_id: str, kind: str) -> Lease | None:
         """Take the target's lease for ``job_id``: None when taken, else the lease of the job holding it."""
-        client = self._table.client
-        for _ in range(_ATTEMPTS):
-            try:
-                self._table.call("take a lease", client.create_entity, self._entity(target, job_id, kind))
-                return None
-            except ResourceExistsError:
-                pass
-            found = self._read(target)
-            if found is None:
-                continue  # released in between: create again
-            lease, etag = found
-            if not self._free(lease):
-                return lease
-            try:
-                self._table.replace_if_unchanged(self._entity(target, job_id, kind), etag, "take a lease")
-                return None
-            except StaleJob:
-                continue  # another request took it first: look at who
-        found = self._read(target)
-        if found is None:
-            raise RuntimeError(f"the lease of {target} kept changing")
-        return found[0]
+        try:
+            held = self._table.claim(
+                self._entity(target, job_id, kind), "take a lease", lambda entity: not self._free(_lease(entity))
+            )
+        except StaleJob:
+            raise RuntimeError(f"the lease of {target} kept changing") from None
+        return None if held is None else _lease(held)
 
     def release(self, target: str, job_id: str) -> None:
         """Give the lease back if ``job_id`` still holds it (a lease taken over since is left alone)."""
-        found = self._read(target)
-        if found is None or found[0].job != job_id:
-            return
-        try:
-            self._table.call(
-                "release a lease",
-                self._table.client.delete_entity,
-                PARTITION,
-                _row(target),
-                etag=found[1],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            pass
+        self._table.release(PARTITION, _row(target), "release a lease", lambda entity: entity["job"] == job_id)
