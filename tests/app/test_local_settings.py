@@ -33,8 +33,10 @@ REPO = Path(__file__).resolve().parents[2]
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in FROM_THE_EMULATOR and k != "AzureWebJobsStorage"}
 
 
-def devhost(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "devhost", *args], cwd=REPO, env=CLEAN_ENV, text=True, **kwargs)
+def devhost(command: str, state: Path, out: Path, *options: str) -> subprocess.Popen:
+    """``python -m devhost COMMAND`` on this state and output file, as `make` runs it, its output piped."""
+    argv = [sys.executable, "-m", "devhost", command, "--state-dir", str(state), "--out", str(out), *options]
+    return subprocess.Popen(argv, cwd=REPO, env=CLEAN_ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def port_in_use(port: int) -> bool:
@@ -110,16 +112,7 @@ def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_pat
     well_known = ports == "well-known" and not any(port_in_use(port) for port in WELL_KNOWN_PORTS.values())
     settings_path = tmp_path / "local.settings.json"
     options = [] if well_known else ["--free-ports"]
-    running = devhost(
-        "emulator",
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--out",
-        str(settings_path),
-        *options,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    running = devhost("emulator", tmp_path / "state", settings_path, *options)
     try:
         deadline = time.monotonic() + 90
         while not settings_path.exists():
@@ -139,15 +132,7 @@ def test_make_emulator_writes_settings_on_which_every_connection_answers(tmp_pat
         the_dev_server_serves_the_api_on(settings_path)
 
         again = tmp_path / "again.json"
-        rewritten = devhost(
-            "local-settings",
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--out",
-            str(again),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        rewritten = devhost("local-settings", tmp_path / "state", again)
         assert rewritten.wait(timeout=60) == 0, rewritten.communicate()[1]
         assert json.loads(again.read_text()) == written
     finally:
@@ -180,15 +165,7 @@ def test_local_settings_without_a_running_emulator_says_what_to_do(tmp_path):
             (state / "emulator" / "emulator.env").write_text(
                 f"ARM_ENDPOINT=https://127.0.0.1:9/\nREQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'}\n"
             )
-        refused = devhost(
-            "local-settings",
-            "--state-dir",
-            str(state),
-            "--out",
-            str(tmp_path / "out.json"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        refused = devhost("local-settings", state, tmp_path / "out.json")
         out, err = refused.communicate(timeout=60)
         assert refused.returncode == 1 and "make emulator" in err and "Traceback" not in err, err
         assert not (tmp_path / "out.json").exists()
