@@ -10,6 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from .envvars import read_env_file
+
 
 class EmulatorProcess:
     def __init__(self, state: Path, operation_seconds: float | None = None, *extra_args: str) -> None:
@@ -28,7 +30,7 @@ class EmulatorProcess:
         for line in self._process.stdout:
             if line.strip() == "ready":
                 break
-        self.env = dict(line.split("=", 1) for line in (self._state / "emulator.env").read_text().splitlines())
+        self.env = read_env_file(self._state / "emulator.env")
         return self
 
     def connection_string(self) -> str:

@@ -25,6 +25,8 @@ from typing import Mapping
 
 import requests
 
+from .envvars import read_env_file
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "local.settings.sample.json"
 STATE = REPO / ".state"
@@ -82,7 +84,7 @@ def read_emulator_env(state_dir: Path) -> dict[str, str]:
     start_it = "Start it with `make emulator` (which writes local.settings.json itself)."
     if not path.exists():
         raise LocalDevError(f"No emulator has run here ({path} does not exist). {start_it}")
-    env = dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line)
+    env = read_env_file(path)
     try:
         requests.get(env["ARM_ENDPOINT"], timeout=5, verify=env["REQUESTS_CA_BUNDLE"])
     except (KeyError, OSError, requests.RequestException):
