@@ -127,7 +127,7 @@ def test_following_the_documents_links_never_fails(fuzz_server, emulator):
 
     Workflow.run(
         settings=settings(
-            max_examples=15, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
+            max_examples=30, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
         )
     )
     polled = [status for label, status in calls if label == "GET /operations/{id}"]
