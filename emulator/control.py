@@ -1,4 +1,4 @@
-"""The emulator's control endpoint (plain http on loopback): faults, latency, clock, RBAC, inspection.
+"""The emulator's control endpoint (plain http on loopback): faults, latency, clock, RBAC, app roles, inspection.
 
 Tests in other processes (and people trying things by hand with curl) use
 this; tests in the same process can call the same objects directly.
@@ -13,7 +13,9 @@ from werkzeug.wrappers import Request, Response
 
 from .arm import ManagedCcfService
 from .clock import Clock
+from .entra import Directory
 from .faults import FaultInjector, FaultRule
+from .tokens import TokenAuthority
 
 
 class Controlled(Protocol):
@@ -22,6 +24,8 @@ class Controlled(Protocol):
     faults: FaultInjector
     clock: Clock
     arm: ManagedCcfService
+    directory: Directory
+    authority: TokenAuthority
 
     def deny(self, client_id: str, actions: Iterable[str]) -> None: ...
 
@@ -96,6 +100,16 @@ class ControlApp:
         if path == "/rbac/deny" and method == "DELETE":
             emu.arm.options.deny.clear()
             return Response(status=204)
+        if path == "/entra/clients" and method == "POST":  # an app registration holding some of the API's roles
+            client = emu.directory.register_client(body.get("roles", []))
+            return _json(
+                {"clientId": client.client_id, "clientSecret": client.secret, "objectId": client.object_id}, 201
+            )
+        if path == "/entra/roles" and method == "POST":  # app role assignments of a principal, e.g. an identity
+            emu.directory.assign(body["objectId"], body.get("roles", []))
+            return Response(status=204)
+        if path == "/entra/keys/roll" and method == "POST":
+            return _json({"kid": emu.authority.roll_key()})
         if path == "/resources" and method == "GET":
             emu.arm.settle_all()
             return _json(list(emu.arm.resources.values()))

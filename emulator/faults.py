@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 from werkzeug.wrappers import Request, Response
 
-SERVICES = ("identity", "arm", "keyvault", "file")
+SERVICES = ("identity", "login", "arm", "keyvault", "file")
 ACTIONS = ("status", "hang", "drop")
 MAX_HANG_SECONDS = 300.0
 

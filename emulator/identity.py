@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from werkzeug.wrappers import Request, Response
 
+from .entra import Directory
 from .tokens import TokenAuthority
 
 API_VERSION = "2019-08-01"
@@ -33,9 +34,15 @@ def error_response(status: int, code: str, message: str) -> Response:
 
 class IdentityService:
     def __init__(
-        self, authority: TokenAuthority, header_secret: str, system: Identity, user_assigned: list[Identity]
+        self,
+        authority: TokenAuthority,
+        header_secret: str,
+        system: Identity,
+        user_assigned: list[Identity],
+        directory: Directory | None = None,
     ) -> None:
         self._authority = authority
+        self._directory = directory
         self._header_secret = header_secret
         self._system = system
         self._by_client_id = {i.client_id.lower(): i for i in user_assigned}
@@ -52,8 +59,10 @@ class IdentityService:
         if request.args.get("api-version") != API_VERSION:
             return error_response(400, "invalid_request", f"api-version must be {API_VERSION}.")
         resource = request.args.get("resource", "")
-        if not resource.startswith("https://"):
-            return error_response(400, "invalid_resource", "The 'resource' parameter must be an https resource URI.")
+        if not resource.startswith(("https://", "api://")):
+            return error_response(
+                400, "invalid_resource", "The 'resource' parameter must be an https:// or api:// resource URI."
+            )
         identity = self._select(request)
         if identity is None:
             return error_response(
@@ -61,7 +70,10 @@ class IdentityService:
                 "invalid_request",
                 "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
             )
-        token, expires_on = self._authority.issue(resource, identity.client_id, identity.object_id)
+        roles = self._directory.roles_of(identity.object_id, resource) if self._directory else []
+        token, expires_on = self._authority.issue(
+            resource, identity.client_id, identity.object_id, {"roles": roles} if roles else None
+        )
         body = {
             "access_token": token,
             "expires_on": str(expires_on),

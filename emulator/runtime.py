@@ -27,6 +27,8 @@ from .arm_app import ArmApp
 from .arm_platform import STORAGE_ACCOUNT, STORAGE_RESOURCE_GROUP
 from .clock import Clock
 from .control import ControlApp
+from .entra import Directory, EntraService
+from .entra import error_response as entra_error
 from .faults import FaultInjector
 from .fileshare.auth import StorageAuthorizer
 from .fileshare.service import FileService
@@ -39,7 +41,7 @@ from .keyvault import error_response as vault_error
 from .store import read_json, write_json
 from .throttle import Throttle, ThrottleConfig
 from .tls import CA_CERT, server_context
-from .tokens import TokenAuthority
+from .tokens import TENANT_ID, TokenAuthority
 
 HOST = "127.0.0.1"
 SUBSCRIPTION_ID = "8a2c5f7e-3b1d-4c6a-9e0f-1d2b3c4d5e6f"
@@ -145,8 +147,12 @@ class Emulator:
                 "header": secrets.token_urlsafe(24),
                 "system": {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4())},
                 "user": {"client_id": str(uuid.uuid4()), "object_id": str(uuid.uuid4())},
+                "api_app": {"client_id": str(uuid.uuid4())},  # the app registration guarding the HTTP API
             },
         )
+        if "api_app" not in identity_doc:  # a state dir from before the emulator served the API's tokens
+            identity_doc["api_app"] = {"client_id": str(uuid.uuid4())}
+            write_json(self.state_dir / "identity.json", identity_doc)
         self.identity_header = identity_doc["header"]
         self.system_identity = Identity(
             identity_doc["system"]["client_id"], identity_doc["system"]["object_id"], "system"
@@ -157,6 +163,7 @@ class Emulator:
         )
         self.account_keys = {name: key for name, key in accounts.items()}
         self.authority = TokenAuthority(self.state_dir / "token-signing-key.pem")
+        self.directory = Directory(identity_doc["api_app"]["client_id"])
         self.files = FileStore(self.state_dir / "files", self.clock)
         self.storage_auth = StorageAuthorizer({n: base64.b64decode(k) for n, k in self.account_keys.items()})
         self.secrets = SecretStore(self.state_dir / "keyvault.json")
@@ -192,10 +199,22 @@ class Emulator:
             "identity": (
                 self.faults.wrap(
                     "identity",
-                    IdentityService(self.authority, self.identity_header, self.system_identity, [self.user_identity]),
+                    IdentityService(
+                        self.authority,
+                        self.identity_header,
+                        self.system_identity,
+                        [self.user_identity],
+                        self.directory,
+                    ),
                     identity_error,
                 ),
                 None,
+            ),
+            "login": (
+                self.faults.wrap(
+                    "login", EntraService(self.authority, self.directory, lambda: self.url("login")), entra_error
+                ),
+                context,
             ),
             "arm": (self.faults.wrap("arm", self.arm_app, arm_module.error_response), context),
             "keyvault": (
@@ -316,6 +335,9 @@ class Emulator:
             "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION_ID,
             "EMULATOR_USER_ASSIGNED_CLIENT_ID": self.user_identity.client_id,
             "EMULATOR_CONTROL_URL": self.url("control"),
+            "EMULATOR_AUTHORITY_HOST": self.url("login"),
+            "EMULATOR_TENANT_ID": TENANT_ID,
+            "EMULATOR_API_CLIENT_ID": self.directory.api_client_id,
         }
 
     def _write_env(self) -> None:

@@ -7,10 +7,13 @@ audience. A token for Key Vault must not open ARM; a test proves it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -45,7 +48,17 @@ def normalize_audience(value: str) -> str:
     return value.rstrip("/").lower()
 
 
+def key_id(key: rsa.RSAPublicKey) -> str:
+    """Entra ID names a signing key by its certificate's SHA-1 thumbprint (``kid``, ``x5t``); the
+    emulator has no certificate, so it names the key by the digest of its public key instead."""
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.urlsafe_b64encode(hashlib.sha1(der).digest()).rstrip(b"=").decode()  # noqa: S324 - a name
+
+
 class TokenAuthority:
+    """Signs every token the emulator's Entra ID issues. Like Entra ID it can roll its signing key; the
+    keys it signed with before stay published (and accepted) so tokens already out keep working."""
+
     def __init__(self, key_path: Path) -> None:
         if key_path.exists():
             self._key = serialization.load_pem_private_key(key_path.read_bytes(), None)
@@ -61,8 +74,26 @@ class TokenAuthority:
             )
             key_path.chmod(0o600)
         self._public = self._key.public_key()
+        self._retired: list[rsa.RSAPublicKey] = []
 
-    def issue(self, resource: str, client_id: str, object_id: str) -> tuple[str, int]:
+    @property
+    def public_keys(self) -> list[rsa.RSAPublicKey]:
+        return [self._public, *self._retired]
+
+    def roll_key(self) -> str:
+        """Sign from now on with a new key (kept in memory only); returns its ``kid``."""
+        self._retired.insert(0, self._public)
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._public = self._key.public_key()
+        return key_id(self._public)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": key_id(self._public)})
+
+    def issue(
+        self, resource: str, client_id: str, object_id: str, extra: dict[str, Any] | None = None
+    ) -> tuple[str, int]:
+        """A v1.0 access token, as the managed identity endpoint gives (issuer sts.windows.net)."""
         now = int(time.time())
         expires_on = now + TOKEN_LIFETIME_SECONDS
         claims = {
@@ -78,8 +109,10 @@ class TokenAuthority:
             "tid": TENANT_ID,
             "idtyp": "app",
             "uti": uuid.uuid4().hex,
+            "ver": "1.0",
+            **(extra or {}),
         }
-        return jwt.encode(claims, self._key, algorithm="RS256"), expires_on
+        return self.sign(claims), expires_on
 
     def verify(self, authorization: str | None, audiences: frozenset[str]) -> Caller:
         """Check an ``Authorization`` header value; raise TokenError with ARM's codes."""
@@ -92,13 +125,7 @@ class TokenAuthority:
                 "The access token is invalid: the 'Authorization' header must use the Bearer scheme.",
             )
         try:
-            claims = jwt.decode(
-                token.strip(),
-                self._public,
-                algorithms=["RS256"],
-                options={"verify_aud": False, "require": ["exp", "aud"]},
-                leeway=0,
-            )
+            claims = self._decode(token.strip())
         except jwt.ExpiredSignatureError as exc:
             raise TokenError(
                 "ExpiredAuthenticationToken",
@@ -118,4 +145,11 @@ class TokenAuthority:
             client_id=str(claims.get("appid", "")),
             object_id=str(claims.get("oid", "")),
             audience=str(claims["aud"]),
+        )
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        wanted = jwt.get_unverified_header(token).get("kid")
+        keys = [k for k in self.public_keys if key_id(k) == wanted] or [self._public]
+        return jwt.decode(
+            token, keys[0], algorithms=["RS256"], options={"verify_aud": False, "require": ["exp", "aud"]}, leeway=0
         )

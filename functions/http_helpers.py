@@ -28,14 +28,20 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> func.HttpResponse:
+def problem(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> func.HttpResponse:
     body = {"type": f"{PROBLEM_TYPE}:{code}", "title": title, "status": status, "detail": redact(detail), "code": code}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/problem+json")
+    return func.HttpResponse(
+        json.dumps(body, default=str), status_code=status, headers=headers, mimetype="application/problem+json"
+    )
 
 
 def error_response(err: errors.MccfBackupError) -> func.HttpResponse:
-    return problem(err.status, err.code, err.title, err.message, target=err.target, field=err.field)
+    # RFC 6750: a 401 names the scheme the caller must use.
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return problem(err.status, err.code, err.title, err.message, headers, target=err.target, field=err.field)
 
 
 def handles_errors(function: Callable[..., func.HttpResponse]):

@@ -144,6 +144,14 @@ def _operation(operation: dict) -> dict:
     return out
 
 
+def _security_scheme(scheme: dict) -> dict:
+    """2.0 has no bearer scheme: a bearer token is an API key in the Authorization header there."""
+    if scheme.get("type") == "http" and scheme.get("scheme") == "bearer":
+        converted = {"type": "apiKey", "in": "header", "name": "Authorization"}
+        return {**converted, **({"description": scheme["description"]} if "description" in scheme else {})}
+    return scheme
+
+
 def to_swagger2(document: dict, origin: str | None = None) -> dict:
     """The 2.0 document for ``document`` (3.0.3), served from ``origin`` (this deployment) when known."""
     source = copy.deepcopy(document)
@@ -154,7 +162,9 @@ def to_swagger2(document: dict, origin: str | None = None) -> dict:
         swagger["host"], swagger["schemes"] = server.netloc, [server.scheme]
     swagger["basePath"] = (server.path.rstrip("/") if server else "") + "/api"
     swagger["consumes"], swagger["produces"] = ["application/json"], ["application/json"]
-    swagger["securityDefinitions"] = components.get("securitySchemes", {})
+    swagger["securityDefinitions"] = {
+        name: _security_scheme(scheme) for name, scheme in components.get("securitySchemes", {}).items()
+    }
     swagger["security"] = source.get("security", [])
     swagger["paths"] = {
         path: {method: _operation(op) for method, op in item.items()} for path, item in source["paths"].items()

@@ -1,6 +1,6 @@
 // mccf-backup: the Functions app (Flex Consumption, user-assigned identity), its storage (identity-based),
 // the backup storage account, the Key Vault holding its connection string, and monitoring.
-// Also: the custom Managed CCF role on the targets' resource groups, alert rules, optional Easy Auth
+// Also: the custom Managed CCF role on the targets' resource groups, alert rules, optional Entra ID
 // for the HTTP API's app roles, and the optional Logic Apps. docs/deploy.md says how to use it.
 targetScope = 'resourceGroup'
 
@@ -86,7 +86,7 @@ param backupFanout string = 'inline'
 @description('Allow replace-restore (delete then restore); also grants the delete action on the targets')
 param allowReplaceRestore bool = false
 
-@description('Client ID of the Entra ID app registration for Easy Auth (its app roles guard the HTTP API); empty: off')
+@description('Client ID of the API\'s Entra ID app registration: its app roles guard the HTTP API, checked by the app; empty: function keys alone')
 param authClientId string = ''
 
 @description('Deploy the Logic Apps samples (after the code is deployed once: they read a function key)')
@@ -322,8 +322,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource app 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: the HTTP API is called by Logic Apps and operators' tools; every route needs a function key, and Easy Auth (authClientId) adds Entra ID app roles
-  // checkov:skip=CKV_AZURE_17: callers authenticate with function keys and Entra ID tokens (Easy Auth); client certificates would lock out Logic Apps' managed identity calls
+  // checkov:skip=CKV_AZURE_222: the HTTP API is called by Logic Apps and operators' tools; every route needs a function key, and authClientId adds Entra ID app roles, checked by the app
+  // checkov:skip=CKV_AZURE_17: callers authenticate with function keys and Entra ID tokens (checked by the app); client certificates would lock out Logic Apps' managed identity calls
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero per invocation; there are no always-ready instances to fail over between
   // checkov:skip=CKV_AZURE_213: Flex Consumption does not use health-check instance replacement; GET /api/status and the health alerts are the app's health
   name: 'func-mccfbackup-${token}'
@@ -367,13 +367,13 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 
 // Every setting docs/operations.md lists; secrets only as Key Vault references (the app reads its storage secret itself).
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_13: checkov applies web-app checks to this config child resource; Easy Auth is the optional authSettings resource (authClientId); every route also needs a function key
+  // checkov:skip=CKV_AZURE_13: checkov applies web-app checks to this config child resource; every route needs a function key, and Entra ID tokens when authClientId is set (checked by the app, on every plan)
   // checkov:skip=CKV_AZURE_63: checkov applies web-app checks to this config child resource; HTTP logging is a Windows App Service log; Flex Consumption logs requests to Application Insights
   // checkov:skip=CKV_AZURE_65: checkov applies web-app checks to this config child resource; detailed error pages are an App Service (IIS) feature; the API answers problem+json itself
   // checkov:skip=CKV_AZURE_66: checkov applies web-app checks to this config child resource; failed request tracing is an IIS feature; Application Insights records failed requests
   // checkov:skip=CKV_AZURE_80: checkov applies web-app checks to this config child resource; the app runs Python 3.11, not .NET
   // checkov:skip=CKV_AZURE_88: checkov applies web-app checks to this config child resource; the app keeps no files locally; its state is in Azure Storage tables, queues and shares
-  // checkov:skip=CKV_AZURE_222: checkov applies web-app checks to this config child resource; answered on the site resource (public API guarded by function keys and optional Easy Auth)
+  // checkov:skip=CKV_AZURE_222: checkov applies web-app checks to this config child resource; answered on the site resource (public API guarded by function keys and optional Entra ID app roles)
   parent: app
   name: 'appsettings'
   properties: {
@@ -420,38 +420,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ROLE_READ: 'Backup.Read'
     ROLE_BACKUP: 'Backup.Operator'
     ROLE_RESTORE: 'Restore.Operator'
-  }
-}
-
-// Easy Auth (Entra ID): the app roles of the HTTP API come from this app registration.
-resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(authClientId)) {
-  // checkov:skip=CKV_AZURE_13: checkov applies web-app checks to this config child resource; Easy Auth is the optional authSettings resource (authClientId); every route also needs a function key
-  // checkov:skip=CKV_AZURE_63: checkov applies web-app checks to this config child resource; HTTP logging is a Windows App Service log; Flex Consumption logs requests to Application Insights
-  // checkov:skip=CKV_AZURE_65: checkov applies web-app checks to this config child resource; detailed error pages are an App Service (IIS) feature; the API answers problem+json itself
-  // checkov:skip=CKV_AZURE_66: checkov applies web-app checks to this config child resource; failed request tracing is an IIS feature; Application Insights records failed requests
-  // checkov:skip=CKV_AZURE_80: checkov applies web-app checks to this config child resource; the app runs Python 3.11, not .NET
-  // checkov:skip=CKV_AZURE_88: checkov applies web-app checks to this config child resource; the app keeps no files locally; its state is in Azure Storage tables, queues and shares
-  // checkov:skip=CKV_AZURE_222: checkov applies web-app checks to this config child resource; answered on the site resource (public API guarded by function keys and optional Easy Auth)
-  parent: app
-  name: 'authsettingsV2'
-  properties: {
-    platform: { enabled: true }
-    globalValidation: {
-      requireAuthentication: true
-      unauthenticatedClientAction: 'Return401'
-      excludedPaths: ['/api/swagger.json'] // the API's shape only, for the Logic Apps designer
-    }
-    identityProviders: {
-      azureActiveDirectory: {
-        enabled: true
-        registration: {
-          clientId: authClientId
-          openIdIssuer: '${environment().authentication.loginEndpoint}${subscription().tenantId}/v2.0'
-        }
-        validation: { allowedAudiences: ['api://${authClientId}', authClientId] }
-      }
-    }
-    login: { tokenStore: { enabled: false } }
+    // Entra ID app roles, checked by the app itself (not Easy Auth, which Flex Consumption first lacked)
+    AUTH_CLIENT_ID: authClientId
+    AUTH_TENANT_ID: subscription().tenantId
+    AUTH_AUTHORITY_HOST: environment().authentication.loginEndpoint
   }
 }
 
@@ -509,6 +481,7 @@ module logicApps 'modules/logic-apps.bicep' = if (deployLogicApps) {
     apiBaseUrl: 'https://${app.properties.defaultHostName}/api'
     functionKey: listKeys('${app.id}/host/default', '2024-04-01').functionKeys.default
     restoreApprover: restoreApprover
+    apiAudience: empty(authClientId) ? '' : 'api://${authClientId}'
   }
 }
 
@@ -519,3 +492,4 @@ output AZURE_CLIENT_ID string = identity.properties.clientId
 output AZURE_RESOURCE_GROUP string = resourceGroup().name
 output ALERT_RULES array = alerts.outputs.ruleNames
 output WORKBOOK_ID string = workbook.outputs.workbookId
+output LOGIC_APP_PRINCIPAL_IDS array = deployLogicApps ? logicApps.outputs.workflowPrincipalIds : []

@@ -32,6 +32,9 @@ InvalidJson = _error("InvalidJson", "invalid_json", 400, "The request body is no
 UnsupportedMediaType = _error("UnsupportedMediaType", "unsupported_media_type", 415, "The body is not JSON")
 InvalidShareName = _error("InvalidShareName", "invalid_share_name", 400, "The share name is invalid")
 Unauthenticated = _error("Unauthenticated", "unauthenticated", 401, "No signed-in caller")
+TokenKeysUnavailable = _error(
+    "TokenKeysUnavailable", "token_keys_unavailable", 503, "The tenant's token-signing keys cannot be fetched"
+)
 RoleMissing = _error("RoleMissing", "role_missing", 403, "The caller lacks an app role")
 RestoreDisabled = _error("RestoreDisabled", "restore_disabled", 403, "Restore is switched off")
 TargetNotAllowed = _error("TargetNotAllowed", "target_not_allowed", 404, "The target is not configured")

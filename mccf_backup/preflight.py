@@ -21,6 +21,7 @@ from azure.storage.fileshare import ShareServiceClient
 
 from . import clock, work_queue
 from .arm import arm_scope
+from .entra_tokens import signing_keys
 from .errors import MccfBackupError
 from .preflight_report import FAILED, OK, WARNING, Check, Report, guarded
 from .preflight_targets import recovery_point_checks, target_checks
@@ -284,6 +285,22 @@ def job_store_checks(run: Run) -> list[Check]:
     return guarded("job_store", fix, table) + guarded("queues", fix, queues)
 
 
+def api_auth_check(run: Run) -> list[Check]:
+    """Who may call the HTTP API; with Entra ID on, the tenant's signing keys must be within reach,
+    or every call would answer 503."""
+    policy = run.settings.token_policy
+    if policy is None:
+        return [Check("api_auth", OK, "the HTTP API takes a function key alone (AUTH_CLIENT_ID is not set)")]
+
+    def keys() -> list[Check]:
+        signing_keys(policy).issuers()
+        found = f"callers need an Entra ID token for api://{policy.client_id} with the route's app role"
+        return [Check("api_auth", OK, found + "; the tenant's signing keys were fetched")]
+
+    fix = "Check AUTH_TENANT_ID and AUTH_AUTHORITY_HOST, and that the app reaches that host (outbound https)."
+    return guarded("api_auth", fix, keys)
+
+
 def schedule_checks(run: Run, now: dt.datetime) -> tuple[list[Check], dict[str, list[dt.datetime]]]:
     """Each timer's schedule, with its next three firings in UTC (the host reads NCRONTAB in UTC)."""
     checks, firings = [], {}
@@ -351,7 +368,7 @@ def run_preflight(run: Run, setup: ThreadSetup | None = None) -> Report:
         checks.append(
             Check("storage", FAILED, "not checked: no usable storage secret", "Fix the key_vault check first.")
         )
-    checks += job_store_checks(run)
+    checks += job_store_checks(run) + api_auth_check(run)
     targets = list(run.targets)
     per_target = for_each(
         lambda t: target_checks(run, t, subject), targets, run.settings.concurrency, setup, "preflight"

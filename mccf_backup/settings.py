@@ -11,9 +11,10 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from .entra_tokens import TokenPolicy
 from .errors import MccfBackupError, SettingsInvalid
 from .retention import RetentionPolicy
 from .schedules import Schedule, ScheduleInvalid
@@ -32,6 +33,7 @@ FANOUT_MODES = ("inline", "queue")
 DEFAULT_JOBS_TABLE = "mccfbackupjobs"
 DEFAULT_RPO_HOURS = 26
 DEFAULT_PIN_WARNING_DAYS = 14
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"  # the public cloud's Entra ID
 DEFAULT_ROLES = {
     "read": "Backup.Read",
     "backup": "Backup.Operator",
@@ -91,7 +93,7 @@ class Settings:
     allow_replace_restore: bool = False
     verify_max_per_run: int = 10
     restore_enabled: bool = True
-    easy_auth_enabled: bool = False
+    token_policy: TokenPolicy | None = None  # Entra ID tokens with app roles guard the API (AUTH_CLIENT_ID)
     roles: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     public_origin: str | None = None  # where callers reach the API: PUBLIC_BASE_URL, else WEBSITE_HOSTNAME
     pin_warning_days: int = DEFAULT_PIN_WARNING_DAYS  # warn this long before a golden copy stops being restorable
@@ -246,6 +248,7 @@ class Settings:
         )
         overrides = _retention_overrides(get("RETENTION_OVERRIDES"), targets, retention, problems)
         public_origin = _public_origin(get("PUBLIC_BASE_URL"), get("WEBSITE_HOSTNAME"), problems)
+        token_policy = _token_policy(get, problems)  # a broken one must stop the app, never switch auth off
         if problems:
             raise SettingsInvalid("Invalid app settings:\n- " + "\n- ".join(problems))
         return cls(
@@ -270,8 +273,7 @@ class Settings:
             allow_replace_restore=allow_replace == "true",
             verify_max_per_run=verify_max,
             restore_enabled=restore_enabled != "false",
-            # App Service sets this when App Service Authentication (Easy Auth) is on.
-            easy_auth_enabled=get("WEBSITE_AUTH_ENABLED").lower() == "true",
+            token_policy=token_policy,
             roles=roles,
             public_origin=public_origin,
             pin_warning_days=pin_warning_days,
@@ -281,6 +283,29 @@ class Settings:
 
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_AUTHORITY = re.compile(r"https://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?/?", re.IGNORECASE)
+
+
+def _token_policy(get: Callable[[str], str], problems: list[str]) -> TokenPolicy | None:
+    """AUTH_CLIENT_ID switches the Entra ID check on; then the tenant must be named too (the infra sets
+    both). AUTH_AUTHORITY_HOST is the cloud's sign-in host, the public cloud's unless set."""
+    client_id, tenant_id = get("AUTH_CLIENT_ID"), get("AUTH_TENANT_ID")
+    authority = get("AUTH_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST
+    if not client_id:
+        return None
+    found = len(problems)
+    if not _GUID.fullmatch(client_id):
+        problems.append("AUTH_CLIENT_ID must be the API app registration's client ID (a GUID)")
+    if not _GUID.fullmatch(tenant_id):
+        problems.append("AUTH_TENANT_ID must be the tenant's ID (a GUID) when AUTH_CLIENT_ID is set")
+    if not _AUTHORITY.fullmatch(authority):
+        problems.append("AUTH_AUTHORITY_HOST must be an https origin, such as https://login.microsoftonline.com")
+    if len(problems) > found:
+        return None
+    return TokenPolicy(client_id.lower(), tenant_id.lower(), authority.rstrip("/").lower())
+
+
 _HOST_AND_PORT = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?")
 
 

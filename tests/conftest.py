@@ -45,6 +45,7 @@ def _clean_faults(request: pytest.FixtureRequest):
     if emu:
         emu.faults.clear()
         emu.clock.reset()
+        emu.directory.reset_assignments()
         emu.arm.options = options
 
 

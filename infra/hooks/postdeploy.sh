@@ -13,7 +13,7 @@ if [ -z "$base" ]; then
 fi
 key="$(az functionapp keys list -g "$group" -n "$app" --query functionKeys.default -o tsv)"
 token=""
-if [ -n "${AUTH_CLIENT_ID:-}" ]; then  # Easy Auth on: the caller needs a token (and the Backup.Read role)
+if [ -n "${AUTH_CLIENT_ID:-}" ]; then  # Entra ID on: the caller needs a token with the Backup.Read app role
   token="$(az account get-access-token --resource "api://$AUTH_CLIENT_ID" --query accessToken -o tsv)" || {
     echo "No token for api://$AUTH_CLIENT_ID: pre-authorize the Azure CLI (04b07795-8ddb-461a-bbee-02f9e1bf7b46) on the app registration, or run mccf-backup preflight yourself." >&2
     exit 1
@@ -38,7 +38,7 @@ if [ "$status" != 200 ]; then
   echo "The app answered HTTP $status to $base/preflight:" >&2
   printf '%s\n' "$report" | head -c 2000 >&2
   echo >&2
-  echo "401/403: with Easy Auth on, you need the Backup.Read app role; a new role assignment can take 5-10 minutes." >&2
+  echo "401/403: with Entra ID on (AUTH_CLIENT_ID), you need the Backup.Read app role; a new role assignment can take 5-10 minutes." >&2
   exit 1
 fi
 printf '%s' "$report" | python3 -c '

@@ -15,6 +15,14 @@ param functionKey string
 @description('Who approves a restore (e-mail)')
 param restoreApprover string
 
+@description('api://<AUTH_CLIENT_ID> when the API requires Entra ID tokens; empty: the function key alone')
+param apiAudience string
+
+// Each HTTP action to the API holds this line in infra/logicapp/ (one line, so that it can be taken out
+// whole): with Entra ID off, the workflows send the function key alone, and no identity token.
+var identityAuthentication = '"authentication": {"type": "ManagedServiceIdentity", "audience": "@parameters(\'apiAudience\')"},'
+var removedLine = empty(apiAudience) ? identityAuthentication : '<nothing to remove>'
+
 resource office365 'Microsoft.Web/connections@2016-06-01' = {
   name: 'office365-mccfbackup-${nameSuffix}'
   location: location
@@ -26,21 +34,25 @@ resource office365 'Microsoft.Web/connections@2016-06-01' = {
 }
 
 // Its HTTP + Swagger action names the API document of this deployment, for the designer.
-var backupBeforeChangeText = loadTextContent('../logicapp/backup-before-change.json')
+var backupBeforeChangeText = replace(loadTextContent('../logicapp/backup-before-change.json'), removedLine, '')
 var backupBeforeChange = json(replace(backupBeforeChangeText, 'https://<function app>.azurewebsites.net/api', apiBaseUrl))
-var restoreWithApproval = loadJsonContent('../logicapp/restore-with-approval.json')
-var restoreBeforeTransaction = loadJsonContent('../logicapp/restore-before-transaction.json')
+var restoreWithApproval = json(replace(loadTextContent('../logicapp/restore-with-approval.json'), removedLine, ''))
+var restoreBeforeTransaction = json(
+  replace(loadTextContent('../logicapp/restore-before-transaction.json'), removedLine, '')
+)
 
 resource backupWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
   name: 'logic-mccfbackup-backup-before-change-${nameSuffix}'
   location: location
   tags: tags
+  identity: { type: 'SystemAssigned' } // its token for the API, when Entra ID guards it (apiAudience)
   properties: {
     state: 'Enabled'
     definition: backupBeforeChange.definition
     parameters: {
       mccfBackupApi: { value: apiBaseUrl }
       functionKey: { value: functionKey }
+      apiAudience: { value: apiAudience }
     }
   }
 }
@@ -49,12 +61,14 @@ resource restoreWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
   name: 'logic-mccfbackup-restore-with-approval-${nameSuffix}'
   location: location
   tags: tags
+  identity: { type: 'SystemAssigned' } // its token for the API, when Entra ID guards it (apiAudience)
   properties: {
     state: 'Enabled'
     definition: restoreWithApproval.definition
     parameters: {
       mccfBackupApi: { value: apiBaseUrl }
       functionKey: { value: functionKey }
+      apiAudience: { value: apiAudience }
       approver: { value: restoreApprover }
       '$connections': {
         value: {
@@ -73,12 +87,14 @@ resource restoreBeforeWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
   name: 'logic-mccfbackup-restore-before-transaction-${nameSuffix}'
   location: location
   tags: tags
+  identity: { type: 'SystemAssigned' } // its token for the API, when Entra ID guards it (apiAudience)
   properties: {
     state: 'Enabled'
     definition: restoreBeforeTransaction.definition
     parameters: {
       mccfBackupApi: { value: apiBaseUrl }
       functionKey: { value: functionKey }
+      apiAudience: { value: apiAudience }
       approver: { value: restoreApprover }
       '$connections': {
         value: {
@@ -94,4 +110,11 @@ resource restoreBeforeWorkflow 'Microsoft.Logic/workflows@2019-05-01' = {
 }
 
 output workflowNames array = [backupWorkflow.name, restoreWorkflow.name, restoreBeforeWorkflow.name]
+// Who needs which of the API's app roles (docs/deploy.md, "Entra ID app roles"): Backup.Operator for the
+// first, Restore.Operator for the other two.
+output workflowPrincipalIds array = [
+  backupWorkflow.identity.principalId
+  restoreWorkflow.identity.principalId
+  restoreBeforeWorkflow.identity.principalId
+]
 output office365ConnectionName string = office365.name

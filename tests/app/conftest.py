@@ -64,6 +64,37 @@ def app_env(emulator, azurite, targets, monkeypatch):
     reset_credentials()
 
 
+def entra_settings(emulator) -> dict[str, str]:
+    """The app settings of a deployment whose API needs Entra ID tokens, the emulator's tenant issuing them."""
+    from emulator.tokens import TENANT_ID
+
+    return {
+        "AUTH_CLIENT_ID": emulator.directory.api_client_id,
+        "AUTH_TENANT_ID": TENANT_ID,
+        "AUTH_AUTHORITY_HOST": emulator.url("login"),
+    }
+
+
+def every_role_headers(emulator, function_key: str) -> dict[str, str]:
+    """What a caller holding every app role sends: the function key and its token."""
+    from .entra import client_token
+
+    token = client_token(emulator, "Backup.Read", "Backup.Operator", "Restore.Operator")
+    return {"x-functions-key": function_key, "Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def entra(app_env, emulator, monkeypatch):
+    """The API guarded by Entra ID app roles, the emulator's tenant issuing the tokens. The app's key
+    cache starts empty, as on a fresh instance."""
+    from mccf_backup import entra_tokens
+
+    for key, value in entra_settings(emulator).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(entra_tokens, "_signing_keys", {})
+    return emulator
+
+
 @pytest.fixture
 def devserver(app_env):
     from function_app import app
@@ -107,15 +138,16 @@ def seeded_settings(emulator, azurite, prefix: str) -> dict[str, str]:
 
 @pytest.fixture
 def schemathesis_env(emulator, azurite, monkeypatch):
-    """The dev server on the emulator's seeded targets, whose names the document's examples use."""
-    settings = seeded_settings(emulator, azurite, prefix="schemathesis")
+    """The dev server on the emulator's seeded targets, whose names the document's examples use, guarded
+    by Entra ID as a production deployment is: yields its URL and the headers of a caller holding every role."""
+    settings = {**seeded_settings(emulator, azurite, prefix="schemathesis"), **entra_settings(emulator)}
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
     from function_app import app
 
     reset_credentials()
     with RunningServer(app, function_key=f"key-{uuid.uuid4().hex}") as server:
-        yield server.url, server.key
+        yield server.url, every_role_headers(emulator, server.key)
     reset_credentials()
 
 

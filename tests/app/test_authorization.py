@@ -1,4 +1,4 @@
-"""App roles under App Service Authentication, the restore switch, and who ends up in the job history."""
+"""Entra ID app roles on every route, the restore switch, and who ends up in the job history."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import base64
 import json
 import re
 
+import jwt
 import pytest
 
 from mccf_backup.service import BackupService
 
+from .entra import bearer, client_token, identity_token
 from .test_http_api import assert_problem
 
 ROUTES = [
@@ -31,6 +33,7 @@ NEEDS = {"GET": "Backup.Read", "POST backups": "Backup.Operator", "POST restores
 
 
 def principal(name: str, *roles: str) -> dict[str, str]:
+    """What App Service Authentication would inject; anyone can send it too."""
     claims = [{"typ": "roles", "val": role} for role in roles] + [{"typ": "name", "val": name}]
     document = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
     return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(document).encode()).decode()}
@@ -42,18 +45,17 @@ def needed(method: str, path: str) -> str:
     return NEEDS["POST restores"] if path == "restores" or path.endswith("/unpin") else NEEDS["POST backups"]
 
 
-@pytest.fixture
-def easy_auth(app_env, monkeypatch):
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
-
-
 @pytest.mark.parametrize(("method", "path", "kwargs"), ROUTES)
-def test_every_route_needs_a_principal_and_its_role(api, easy_auth, method, path, kwargs):
-    assert_problem(api(method, path, **kwargs), 401, "unauthenticated")
+def test_every_route_needs_a_token_with_its_role(api, entra, method, path, kwargs):
+    refused = api(method, path, **kwargs)
+    assert_problem(refused, 401, "unauthenticated")
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
     wrong = [r for r in ("Backup.Read", "Backup.Operator", "Restore.Operator") if r != needed(method, path)]
-    body = assert_problem(api(method, path, headers=principal("mallory", *wrong), **kwargs), 403, "role_missing")
-    assert needed(method, path) in body["detail"] and "mallory" in body["detail"]
-    allowed = api(method, path, headers=principal("alice", needed(method, path)), **kwargs)
+    token = client_token(entra, *wrong)
+    body = assert_problem(api(method, path, headers=bearer(token), **kwargs), 403, "role_missing")
+    caller = jwt.decode(token, options={"verify_signature": False})["oid"]
+    assert needed(method, path) in body["detail"] and caller in body["detail"]  # whom to give which role
+    allowed = api(method, path, headers=bearer(client_token(entra, needed(method, path))), **kwargs)
     assert allowed.status_code not in (401, 403), allowed.text
 
 
@@ -68,7 +70,7 @@ def test_every_route_but_the_anonymous_one_is_in_that_list():
         assert any(m == method and re.match(template(route), path) for m, path in listed), (method, route)
 
 
-def test_the_openapi_2_document_answers_anyone_and_says_nothing_secret(api, easy_auth, devserver):
+def test_the_openapi_2_document_answers_anyone_and_says_nothing_secret(api, entra, devserver):
     import requests
 
     for params in ({}, {"code": "wrong"}):
@@ -77,18 +79,28 @@ def test_the_openapi_2_document_answers_anyone_and_says_nothing_secret(api, easy
         assert devserver.key not in response.text and devserver.master_key not in response.text
 
 
-def test_the_caller_goes_into_the_job_history(api, easy_auth, app_env):
+def test_a_logic_apps_managed_identity_token_works_and_names_the_caller(api, entra, app_env):
+    """The v1.0 token a Logic App's identity sends (issuer sts.windows.net, audience api://...)."""
     target = app_env["MCCF_TARGETS"].split(",")[0]
-    accepted = api("POST", "backups", json={"target": target}, headers=principal("ops@contoso", "Backup.Operator"))
+    accepted = api("POST", "backups", json={"target": target}, headers=bearer(identity_token(entra, "Backup.Operator")))
     assert accepted.status_code == 202, accepted.text
     job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])
-    assert job.caller == "ops@contoso"
+    assert job.caller == entra.user_identity.client_id  # an app's token names it by its client ID
 
 
-def test_role_names_come_from_settings(api, easy_auth, app_env, monkeypatch):
-    monkeypatch.setenv("ROLE_READ", "Ledger.Auditor")
-    assert_problem(api("GET", "status", headers=principal("a", "Backup.Read")), 403, "role_missing")
-    assert api("GET", "status", headers=principal("a", "Ledger.Auditor")).status_code == 200
+def test_the_caller_goes_into_the_job_history(api, entra, app_env):
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    token = client_token(entra, "Backup.Operator")
+    accepted = api("POST", "backups", json={"target": target}, headers=bearer(token))
+    assert accepted.status_code == 202, accepted.text
+    job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])
+    assert job.caller == jwt.decode(token, options={"verify_signature": False})["azp"]
+
+
+def test_role_names_come_from_settings(api, entra, app_env, monkeypatch):
+    monkeypatch.setenv("ROLE_READ", "Backup.Operator")
+    assert_problem(api("GET", "status", headers=bearer(client_token(entra, "Backup.Read"))), 403, "role_missing")
+    assert api("GET", "status", headers=bearer(client_token(entra, "Backup.Operator"))).status_code == 200
 
 
 def test_restore_can_be_switched_off(api, app_env, monkeypatch):
@@ -98,7 +110,18 @@ def test_restore_can_be_switched_off(api, app_env, monkeypatch):
     assert api("POST", "backups", json={"target": app}).status_code == 202
 
 
-def test_without_easy_auth_a_forged_principal_is_ignored(api, app_env):
+def test_an_app_service_principal_header_proves_nothing(api, entra, app_env, monkeypatch):
+    """Where Easy Auth does not run (Flex Consumption shipped without it), a function-key holder can
+    send the header App Service would inject; with or without WEBSITE_AUTH_ENABLED it is not read."""
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    forged = principal("mallory", "Backup.Read", "Backup.Operator", "Restore.Operator")
+    assert_problem(api("GET", "status", headers=forged), 401, "unauthenticated")
+    with_token = {**forged, **bearer(client_token(entra, "Backup.Read"))}
+    assert_problem(api("POST", "backups", json={"target": "x"}, headers=with_token), 403, "role_missing")
+
+
+def test_without_entra_id_a_forged_principal_is_ignored(api, app_env, monkeypatch):
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
     target = app_env["MCCF_TARGETS"].split(",")[0]
     accepted = api("POST", "backups", json={"target": target}, headers=principal("forged", "Restore.Operator"))
     job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])

@@ -131,18 +131,17 @@ def test_a_golden_copy_survives_retention_restores_by_label_and_warns_before_90_
     assert ("pin", golden) in kinds and ("unpin", golden) in kinds
 
 
-def test_unpinning_needs_the_restore_role_pinning_the_backup_role(api, app_env, monkeypatch):
-    from .test_authorization import principal
+def test_unpinning_needs_the_restore_role_pinning_the_backup_role(api, app_env, entra):
+    from .entra import bearer, client_token
 
     target = app_env["MCCF_TARGETS"].split(",")[0]
     share = BackupService.from_environment().backup(target, "cli").share
-    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
-    operator = principal("ops", "Backup.Operator")
+    operator = bearer(client_token(entra, "Backup.Operator"))
     body = {"target": target, "label": "keep"}
     assert api("POST", f"backups/{share}/pin", json=body, headers=operator).status_code == 200
     refused = api("POST", f"backups/{share}/unpin", json={"target": target}, headers=operator)
     assert_problem(refused, 403, "role_missing")
-    restorer = principal("lead", "Restore.Operator")
+    restorer = bearer(client_token(entra, "Restore.Operator"))
     assert api("POST", f"backups/{share}/unpin", json={"target": target}, headers=restorer).status_code == 200
 
 

@@ -59,7 +59,7 @@ def only(checks: dict, name: str) -> dict:
 
 def test_a_well_set_up_deployment_passes_every_check(preflight, app_env, emulator):
     checks = preflight()
-    for name in ("identity", "key_vault", "storage", "soft_delete", "job_store", "queues"):
+    for name in ("identity", "key_vault", "storage", "soft_delete", "job_store", "queues", "api_auth"):
         assert only(checks, name)["status"] == OK, only(checks, name)
     assert "system-assigned managed identity" in only(checks, "identity")["found"]
     assert [c["status"] for c in checks["schedule"]] == [OK] * 5
@@ -227,6 +227,17 @@ def test_the_api_serves_the_report_to_readers_and_runs_it_once_for_callers_that_
     assert len({r["checkedAt"] for r in reports}) == 1  # one run served four callers
     monkeypatch.setattr(http_api, "PREFLIGHT_REUSE_SECONDS", 0)
     assert api("GET", "preflight").json()["checkedAt"] != reports[0]["checkedAt"]
+
+
+def test_who_may_call_the_api_is_reported_and_an_unreachable_authority_fails(preflight, entra):
+    """With Entra ID on, every call needs the tenant's signing keys: the preflight fetches them."""
+    assert "api://" in only(preflight(), "api_auth")["found"]
+    from mccf_backup import entra_tokens
+
+    entra_tokens._signing_keys.clear()
+    entra.faults.down("login")
+    check = only(preflight(), "api_auth")
+    assert check["status"] == FAILED and "AUTH_AUTHORITY_HOST" in check["fix"]
 
 
 def test_every_check_name_the_code_emits_is_in_the_api_document():

@@ -150,9 +150,10 @@ def test_logic_app_module_passes_every_workflow_parameter():
         assert sample in json.dumps(module["variables"])
 
 
-def test_only_the_anonymous_routes_pass_easy_auth_and_the_designer_may_fetch_the_swagger():
-    """Easy Auth lets through exactly the app's anonymous routes (the OpenAPI 2.0 document, which the
-    Logic Apps designer fetches from the portal page, CORS allowing it), and nothing that needs a role."""
+def test_only_the_swagger_is_anonymous_and_no_easy_auth_stands_in_front():
+    """The OpenAPI 2.0 document is the one route without a key (the Logic Apps designer fetches it
+    from the portal page, CORS allowing it). There is no App Service Authentication: the app checks
+    Entra ID tokens itself, on every plan, and Easy Auth's Return401 would refuse the Logic Apps."""
     from function_app import app
     from devhost.devserver import functions_of
 
@@ -161,8 +162,53 @@ def test_only_the_anonymous_routes_pass_easy_auth_and_the_designer_may_fetch_the
         trigger = function.get_trigger().get_dict_repr()
         if trigger.get("type") == "httpTrigger" and str(trigger.get("authLevel")).lower().endswith("anonymous"):
             anonymous.add("/api/" + trigger["route"])
+    assert anonymous == {"/api/swagger.json"}
     resources = main()["resources"]
-    validation = resources["authSettings"]["config"]["config"]["properties"]["globalValidation"]
-    assert set(validation["excludedPaths"]) == anonymous == {"/api/swagger.json"}
     cors = resources["app"]["config"]["properties"]["siteConfig"]["cors"]["allowedOrigins"]
     assert set(cors) == {"https://portal.azure.com", "https://ms.portal.azure.com"}
+    assert "authsettings" not in (INFRA / "main.bicep").read_text().lower()
+    text = (INFRA / "main.bicep").read_text()
+    for line in (
+        "AUTH_CLIENT_ID: authClientId",
+        "AUTH_TENANT_ID: subscription().tenantId",
+        "AUTH_AUTHORITY_HOST: environment().authentication.loginEndpoint",
+    ):
+        assert line in text
+
+
+def _api_calls(actions: dict) -> list[dict]:
+    """The workflow's HTTP actions that call the mccf-backup API, however deeply nested."""
+    found = []
+    for action in actions.values():
+        if action["type"] == "Http" and "mccfBackupApi" in action["inputs"]["uri"]:
+            found.append(action)
+        for nested in (action.get("actions"), action.get("else", {}).get("actions")):
+            found += _api_calls(nested or {})
+    return found
+
+
+@pytest.mark.parametrize(
+    "sample", ["backup-before-change.json", "restore-with-approval.json", "restore-before-transaction.json"]
+)
+def test_the_logic_apps_send_their_identitys_token_exactly_when_entra_id_guards_the_api(sample):
+    """Each call to the API carries the identity line the module removes when authClientId is empty:
+    with it, a managed-identity token for api://<AUTH_CLIENT_ID>; without it, the function key alone."""
+    module_text = (MODULES / "logic-apps.bicep").read_text()
+    line = re.search(r"var identityAuthentication = '(.*)'\n", module_text).group(1).replace("\\'", "'")
+    text = (INFRA / "logicapp" / sample).read_text()
+    with_identity = json.loads(text)["definition"]
+    calls = _api_calls(with_identity["actions"])
+    assert calls and text.count(line) == len(calls)
+    for call in calls:
+        assert call["inputs"]["authentication"] == {
+            "type": "ManagedServiceIdentity",
+            "audience": "@parameters('apiAudience')",
+        }
+        assert call["inputs"]["queries"]["code"] == "@parameters('functionKey')"  # the host's key, always
+    assert with_identity["parameters"]["apiAudience"]["defaultValue"] == ""
+    key_only = json.loads(text.replace(line, ""))["definition"]
+    assert all("authentication" not in call["inputs"] for call in _api_calls(key_only["actions"]))
+    module = parsed(MODULES / "logic-apps.bicep")
+    for resource in ("backupWorkflow", "restoreWorkflow", "restoreBeforeWorkflow"):
+        assert module["resources"][resource]["config"]["identity"]["type"] == "SystemAssigned"
+    assert "apiAudience: empty(authClientId) ? '' : 'api://${authClientId}'" in (INFRA / "main.bicep").read_text()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from functions.http_helpers import json_body
 from mccf_backup import errors, inputs, logs
-from mccf_backup.authz import principal_from
+from mccf_backup.entra_tokens import TokenPolicy, caller_from
 from mccf_backup.restore_checks import RestoreRequest
 
 RULES = {
@@ -77,10 +77,6 @@ def test_a_caller_name_is_one_printable_line(name):
     assert shown.isprintable() and 1 <= len(shown) <= inputs.MAX_CALLER_LENGTH
 
 
-def _principal_header(document: object) -> dict[str, str]:
-    return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(document).encode()).decode()}
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -88,23 +84,35 @@ json_values = st.recursive(
 )
 
 
+class _NoKeys:
+    """A tenant that publishes no keys: every header must then be refused, and cleanly."""
+
+    def key(self, kid: str) -> None:
+        return None
+
+    def issuers(self) -> list[str]:
+        return []
+
+
+_POLICY = TokenPolicy("5d3b0c1e-0000-4000-8000-000000000001", "72f988bf-0000-4000-8000-00000000e1e1")
+_SEGMENT = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=60)
+
+
 @settings(max_examples=300)
-@given(document=st.one_of(json_values, st.fixed_dictionaries({"claims": json_values, "role_typ": json_values})))
-def test_any_principal_document_is_a_principal_or_unauthenticated(document):
-    try:
-        principal = principal_from(_principal_header(document))
-    except errors.Unauthenticated:
-        return
-    assert principal is not None and principal.name.isprintable()
-    assert all(isinstance(role, str) for role in principal.roles)
-
-
-@given(raw=st.binary(max_size=200))
-def test_any_principal_header_bytes_are_a_principal_or_unauthenticated(raw):
-    try:
-        principal_from({"X-MS-CLIENT-PRINCIPAL": base64.b64encode(raw).decode()})
-    except errors.Unauthenticated:
-        pass
+@given(
+    value=st.one_of(
+        st.text(max_size=300),
+        st.builds(lambda parts: "Bearer " + ".".join(parts), st.lists(_SEGMENT, min_size=1, max_size=4)),
+        st.builds(
+            lambda header: "Bearer " + base64.urlsafe_b64encode(header).decode().rstrip("=") + ".e30.c2ln",
+            st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode())),
+        ),
+    )
+)
+def test_any_authorization_header_is_refused_as_unauthenticated_and_nothing_else(value):
+    with pytest.raises(errors.Unauthenticated) as refused:
+        caller_from({"Authorization": value}, _POLICY, _NoKeys())
+    assert refused.value.__context__ is None or not isinstance(refused.value.__context__, RecursionError)
 
 
 def _request(body: bytes, content_type: str | None = "application/json") -> func.HttpRequest:

@@ -1,0 +1,236 @@
+"""Entra ID access tokens for the HTTP API, checked by the app itself: issuer, audience, signature
+(the tenant's published keys), lifetime, and the app roles the token carries.
+
+Why here and not App Service Authentication: Easy Auth's principal header is only trustworthy where
+the platform strips what a caller sends and injects its own, and the app cannot tell from the inside
+whether that happened. Flex Consumption shipped without Easy Auth (its preview documentation said
+unauthenticated callers were not blocked there), so a function-key holder could have forged any role.
+A token checked in the app means the same on every plan, and a Logic App's managed identity gets such
+a token without a browser.
+
+Both token versions are accepted, as Entra ID issues them: v1.0 (issuer ``https://sts.windows.net/
+{tenant}/``, audience ``api://{clientId}``; what managed identities and the Azure CLI get unless the
+registration asks for v2) and v2.0 (issuer ``{authority}/{tenant}/v2.0``, audience the client ID).
+The issuers and key locations come from the tenant's two OpenID metadata documents, never from the
+token, so the check works in any cloud whose authority host is configured.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jwt
+import requests
+
+from . import logs
+from .errors import TokenKeysUnavailable, Unauthenticated
+from .inputs import caller_name
+
+log = logs.logger("mccf_backup")
+
+MAX_TOKEN_CHARS = 16 * 1024  # Entra ID tokens are a few kB; a group overage claim keeps them small
+CLOCK_SKEW_SECONDS = 300  # Microsoft.Identity.Web's default tolerance for expiry and not-before
+KEYS_MAX_AGE_SECONDS = 24 * 3600  # Microsoft's guidance: look at the keys at least daily
+UNKNOWN_KEY_REFRESH_SECONDS = 60  # a token naming a new key refetches, but a flood of them cannot
+FAILED_FETCH_BACKOFF_SECONDS = 10  # an unreachable authority is asked again after this, not per request
+HTTP_TIMEOUT = (5, 10)
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+NAME_CLAIMS = ("preferred_username", "upn", "unique_name", "name", "appid", "azp", "oid")
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """Which tokens the API takes: for this app registration, from this tenant, at this authority."""
+
+    client_id: str
+    tenant_id: str
+    authority_host: str = "https://login.microsoftonline.com"
+
+    @property
+    def audiences(self) -> list[str]:
+        return [self.client_id, f"api://{self.client_id}"]
+
+    @property
+    def metadata_urls(self) -> list[str]:
+        base = f"{self.authority_host.rstrip('/')}/{self.tenant_id}"
+        return [f"{base}/v2.0/.well-known/openid-configuration", f"{base}/.well-known/openid-configuration"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    object_id: str
+    roles: frozenset[str]
+
+
+class SigningKeys:
+    """The tenant's issuers and signing keys, fetched once and shared by every request of the instance.
+
+    Concurrent first requests wait on one fetch; an unknown ``kid`` (a key Entra ID rolled in) fetches
+    again at most once a minute; after a failed fetch the cached keys keep serving."""
+
+    def __init__(self, policy: TokenPolicy, session: requests.Session | None = None) -> None:
+        self._policy = policy
+        self._session = session or requests.Session()
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._issuers: list[str] = []
+        self._fetched_at = 0.0
+        self._failed_at = 0.0
+
+    def issuers(self) -> list[str]:
+        with self._lock:
+            self._ensure(wanted_kid=None)
+            return list(self._issuers)
+
+    def key(self, kid: str) -> jwt.PyJWK | None:
+        with self._lock:
+            self._ensure(wanted_kid=kid)
+            return self._keys.get(kid)
+
+    def _ensure(self, wanted_kid: str | None) -> None:
+        now = time.monotonic()
+        stale = not self._keys or now - self._fetched_at > KEYS_MAX_AGE_SECONDS
+        unknown = wanted_kid is not None and wanted_kid not in self._keys
+        if unknown and not stale and now - self._fetched_at < UNKNOWN_KEY_REFRESH_SECONDS:
+            return
+        if not (stale or unknown):
+            return
+        if now - self._failed_at < FAILED_FETCH_BACKOFF_SECONDS:
+            self._raise_if_empty()
+            return
+        try:
+            self._issuers, self._keys = self._fetch()
+            self._fetched_at = now
+        except (requests.RequestException, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+            self._failed_at = now
+            log.warning(
+                "the tenant's token-signing keys were not fetched from AUTH_AUTHORITY_HOST (%s)", type(exc).__name__
+            )
+            self._raise_if_empty()
+
+    def _raise_if_empty(self) -> None:
+        if not self._keys:
+            raise TokenKeysUnavailable(
+                "The app cannot fetch its tenant's token-signing keys from the authority at AUTH_AUTHORITY_HOST; "
+                "retry later, and check that the host is reachable and AUTH_TENANT_ID names the tenant."
+            )
+
+    def _fetch(self) -> tuple[list[str], dict[str, jwt.PyJWK]]:
+        issuers: list[str] = []
+        key_urls: list[str] = []
+        for url in self._policy.metadata_urls:
+            document = self._get_json(url)
+            issuers.append(str(document["issuer"]).replace("{tenantid}", self._policy.tenant_id))
+            key_urls.append(str(document["jwks_uri"]))
+        keys: dict[str, jwt.PyJWK] = {}
+        for url in dict.fromkeys(key_urls):
+            if not url.startswith("https://"):
+                raise ValueError("the metadata names a key location that is not https")
+            for entry in self._get_json(url)["keys"]:
+                if isinstance(entry, dict) and entry.get("kty") == "RSA" and isinstance(entry.get("kid"), str):
+                    keys[entry["kid"]] = jwt.PyJWK(entry, algorithm="RS256")
+        if not keys:
+            raise ValueError("the authority publishes no RSA signing keys")
+        return issuers, keys
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        response = self._session.get(url, timeout=HTTP_TIMEOUT)
+        response.raise_for_status()
+        document = response.json()
+        if not isinstance(document, dict):
+            raise ValueError("the authority answered with something other than a JSON object")
+        return document
+
+
+_signing_keys: dict[TokenPolicy, SigningKeys] = {}
+_signing_keys_lock = threading.Lock()
+
+
+def signing_keys(policy: TokenPolicy) -> SigningKeys:
+    """One cache per policy per process: every invocation on an instance shares the keys."""
+    with _signing_keys_lock:
+        return _signing_keys.setdefault(policy, SigningKeys(policy))
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token in ``Authorization: Bearer``, or a 401 that says how to send one."""
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "") or ""
+    scheme, _, token = value.strip().partition(" ")
+    if not value.strip():
+        raise Unauthenticated(
+            "This API needs an Entra ID access token: send 'Authorization: Bearer <token>', with a token for "
+            "the audience in AUTH_CLIENT_ID (scope 'api://<AUTH_CLIENT_ID>/.default')."
+        )
+    token = token.strip()
+    if scheme.lower() != "bearer" or len(token) > MAX_TOKEN_CHARS or not _JWT.fullmatch(token):
+        raise Unauthenticated("The Authorization header must be 'Bearer' followed by an Entra ID access token (JWT).")
+    return token
+
+
+def caller_from(headers: Mapping[str, str], policy: TokenPolicy, keys: SigningKeys | None = None) -> Caller:
+    """Who the token proves the caller is, with the API's app roles it holds; 401 for anything else."""
+    token = bearer_token(headers)
+    keys = keys or signing_keys(policy)
+    header = _unverified_header(token)
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(kid, str):
+        raise Unauthenticated(
+            "The access token is not an Entra ID token (it must be signed with RS256 and name its key)."
+        )
+    key = keys.key(kid)
+    if key is None:
+        raise Unauthenticated("The access token is signed by a key the tenant in AUTH_TENANT_ID does not publish.")
+    claims = _verified_claims(token, key, policy, keys.issuers())
+    if str(claims.get("tid", "")).lower() != policy.tenant_id.lower():
+        raise Unauthenticated("The access token was issued for another tenant than AUTH_TENANT_ID.")
+    object_id = str(claims.get("oid", ""))
+    roles = claims.get("roles", [])
+    roles = roles if isinstance(roles, list) else []
+    name = next((claims[c] for c in NAME_CLAIMS if isinstance(claims.get(c), str) and claims[c]), "unknown caller")
+    return Caller(
+        name=caller_name(name),
+        object_id=object_id if _GUID.fullmatch(object_id) else "",
+        roles=frozenset(r for r in roles if isinstance(r, str)),
+    )
+
+
+def _unverified_header(token: str) -> object:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return None
+    except RecursionError:  # a deeply nested header: refused by the caller, outside this block
+        return None
+
+
+def _verified_claims(token: str, key: jwt.PyJWK, policy: TokenPolicy, issuers: list[str]) -> dict[str, Any]:
+    problem = None
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=policy.audiences,
+            issuer=issuers,
+            leeway=CLOCK_SKEW_SECONDS,
+            options={"require": ["exp", "iss", "aud", "tid"]},
+        )
+    except jwt.ExpiredSignatureError:
+        problem = "The access token has expired; get a new one."
+    except jwt.ImmatureSignatureError:
+        problem = "The access token is not valid yet (nbf or iat in the future)."
+    except jwt.InvalidAudienceError:
+        problem = "The access token is for another audience; ask for 'api://<AUTH_CLIENT_ID>/.default'."
+    except jwt.InvalidIssuerError:
+        problem = "The access token was issued by another authority or tenant than AUTH_TENANT_ID's."
+    except jwt.MissingRequiredClaimError:
+        problem = "The access token lacks a claim every Entra ID access token has (exp, iss, aud, tid)."
+    except jwt.PyJWTError:
+        problem = "The access token's signature or format is invalid."
+    raise Unauthenticated(problem)
