@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
+    from mccf_backup.authz import FollowRight
     from mccf_backup.restore_checks import RestoreRequest
     from mccf_backup.service import BackupService
     from mccf_backup.settings import Settings
@@ -51,6 +52,12 @@ def authorize(headers: Mapping[str, str], action: str, settings: "Settings") -> 
     from mccf_backup.authz import authorize as check
 
     return check(headers, action, settings)
+
+
+def may_follow(headers: Mapping[str, str], settings: "Settings") -> "FollowRight":
+    from mccf_backup.authz import may_follow as check
+
+    return check(headers, settings)
 
 
 def restore_request(**fields) -> "RestoreRequest":

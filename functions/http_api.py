@@ -19,7 +19,7 @@ from mccf_backup.settings import public_origin_from_env
 if TYPE_CHECKING:
     from mccf_backup.jobs import Job
 
-from .engine import authorize, restore_request, service_from_environment
+from .engine import authorize, may_follow, restore_request, service_from_environment
 from .http_helpers import STATUS_BY_CODE, handles_errors, json_body, json_response, operation_url, problem
 from .invocation import thread_setup
 from .openapi_v2 import to_swagger2
@@ -157,11 +157,13 @@ def start_restore(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 def get_operation(req: func.HttpRequest) -> func.HttpResponse:
     service = service_from_environment()
-    authorize(req.headers, "read", service.settings)  # first: a stranger learns nothing, not even the id rules
+    right = may_follow(req.headers, service.settings)  # first: a stranger learns nothing, not even the id rules
     job_id = req.route_params.get("id", "")
     if not JOB_ID.fullmatch(job_id):
         raise errors.OperationNotFound("That is not an operation id (13 digits and 8 hex digits).", field="id")
     job = service.poll(job_id)
+    if not right.may_see(job.caller):  # as if it did not exist: an operator learns nothing of others' work
+        raise errors.OperationNotFound("This caller started no operation with that id.", field="id")
     if not job.done:
         return _accepted(req, job, service.settings.public_origin)
     if job.status == "succeeded":

@@ -9,6 +9,7 @@ app cannot tell whether the platform put it there or a caller did.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 from .entra_tokens import caller_from
@@ -32,3 +33,31 @@ def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> st
             field="role",
         )
     return caller.name
+
+
+@dataclass(frozen=True)
+class FollowRight:
+    caller: str
+    every_operation: bool  # False: only the operations this caller started
+
+    def may_see(self, started_by: str | None) -> bool:
+        return self.every_operation or started_by == self.caller
+
+
+def may_follow(headers: Mapping[str, str], settings: Settings) -> FollowRight:
+    """Following an operation (polling the Location of a 202). Readers see every operation; a caller who
+    may start operations sees those it started, so a workflow that started a backup follows it with
+    its operator role alone. Anyone else is refused before the id is even looked at."""
+    if settings.token_policy is None:
+        return FollowRight("function-key", every_operation=True)
+    caller = caller_from(headers, settings.token_policy)
+    if settings.roles["read"] in caller.roles:
+        return FollowRight(caller.name, every_operation=True)
+    if caller.roles & {settings.roles["backup"], settings.roles["restore"]}:
+        return FollowRight(caller.name, every_operation=False)
+    whom = f"service principal or user {caller.object_id}" if caller.object_id else "caller"
+    raise RoleMissing(
+        f"The caller lacks the app role '{settings.roles['read']}' needed to read operations (or an operator "
+        f"role, to follow its own): assign it to the {whom} on the API's app registration (docs/security.md).",
+        field="role",
+    )

@@ -51,6 +51,8 @@ def test_every_route_needs_a_token_with_its_role(api, entra, method, path, kwarg
     assert_problem(refused, 401, "unauthenticated")
     assert refused.headers["WWW-Authenticate"] == "Bearer"
     wrong = [r for r in ("Backup.Read", "Backup.Operator", "Restore.Operator") if r != needed(method, path)]
+    if path.startswith("operations/"):
+        wrong = []  # an operator role follows the operations its holder started (below)
     token = client_token(entra, *wrong)
     body = assert_problem(api(method, path, headers=bearer(token), **kwargs), 403, "role_missing")
     caller = jwt.decode(token, options={"verify_signature": False})["oid"]
@@ -86,6 +88,29 @@ def test_a_logic_apps_managed_identity_token_works_and_names_the_caller(api, ent
     assert accepted.status_code == 202, accepted.text
     job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])
     assert job.caller == entra.user_identity.client_id  # an app's token names it by its client ID
+
+
+def test_a_workflow_follows_the_operation_it_started_with_its_operator_role_alone(api, entra, app_env):
+    """A Logic App polls the Location of its 202 with the same identity: Backup.Operator must be
+    enough for its own operation. Another operator learns nothing of it; a reader sees it."""
+    import requests
+
+    target = app_env["MCCF_TARGETS"].split(",")[0]
+    workflow = bearer(identity_token(entra, "Backup.Operator"))
+    accepted = api("POST", "backups", json={"target": target}, headers=workflow)
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    polled = requests.get(location, headers=workflow, timeout=30)
+    assert polled.status_code in (200, 202) and polled.json()["id"] == accepted.json()["id"], polled.text
+    other = requests.get(
+        location, headers=bearer(client_token(entra, "Backup.Operator", "Restore.Operator")), timeout=30
+    )
+    assert_problem(other, 404, "operation_not_found")
+    assert accepted.json()["id"] not in other.text
+    assert requests.get(location, headers=bearer(client_token(entra, "Backup.Read")), timeout=30).status_code in (
+        200,
+        202,
+    )
 
 
 def test_the_caller_goes_into_the_job_history(api, entra, app_env):
