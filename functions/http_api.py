@@ -162,8 +162,8 @@ def get_operation(req: func.HttpRequest) -> func.HttpResponse:
     if not JOB_ID.fullmatch(job_id):
         raise errors.OperationNotFound("That is not an operation id (13 digits and 8 hex digits).", field="id")
     job = service.poll(job_id)
-    if not right.may_see(job.caller):  # as if it did not exist: an operator learns nothing of others' work
-        raise errors.OperationNotFound("This caller started no operation with that id.", field="id")
+    if not right.may_see(job.kind):  # as if it did not exist: a backup operator learns nothing of restores
+        raise errors.OperationNotFound("No operation with that id that this caller's roles may follow.", field="id")
     if not job.done:
         return _accepted(req, job, service.settings.public_origin)
     if job.status == "succeeded":

@@ -420,7 +420,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ROLE_READ: 'Backup.Read'
     ROLE_BACKUP: 'Backup.Operator'
     ROLE_RESTORE: 'Restore.Operator'
-    // Entra ID app roles, checked by the app itself (not Easy Auth, which Flex Consumption first lacked)
+    // Entra ID app roles, checked by the app itself (not Easy Auth, which Flex Consumption lacked in preview)
     AUTH_CLIENT_ID: authClientId
     AUTH_TENANT_ID: subscription().tenantId
     AUTH_AUTHORITY_HOST: environment().authentication.loginEndpoint

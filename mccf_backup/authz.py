@@ -19,11 +19,11 @@ from .settings import Settings
 
 def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> str:
     """Check the caller may do ``action`` (read | backup | restore | unpin); return who the caller is."""
+    caller = caller_from(headers, settings.token_policy) if settings.token_policy else None  # who, first
     if action == "restore" and not settings.restore_enabled:
         raise RestoreDisabled("Restore is switched off for this deployment (RESTORE_ENABLED=false).")
-    if settings.token_policy is None:
+    if caller is None:
         return "function-key"
-    caller = caller_from(headers, settings.token_policy)
     role = settings.roles["restore" if action == "unpin" else action]  # unpinning exposes a backup to deletion
     if role not in caller.roles:
         whom = f"service principal or user {caller.object_id}" if caller.object_id else "caller"
@@ -35,29 +35,34 @@ def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> st
     return caller.name
 
 
+# The kinds of operation each operator role starts over HTTP, and so may follow.
+FOLLOWS = {"backup": frozenset({"backup", "verify"}), "restore": frozenset({"restore", "delete_instance"})}
+
+
 @dataclass(frozen=True)
 class FollowRight:
-    caller: str
-    every_operation: bool  # False: only the operations this caller started
+    kinds: frozenset[str] | None  # None: every operation
 
-    def may_see(self, started_by: str | None) -> bool:
-        return self.every_operation or started_by == self.caller
+    def may_see(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
 
 
 def may_follow(headers: Mapping[str, str], settings: Settings) -> FollowRight:
-    """Following an operation (polling the Location of a 202). Readers see every operation; a caller who
-    may start operations sees those it started, so a workflow that started a backup follows it with
-    its operator role alone. Anyone else is refused before the id is even looked at."""
+    """Following an operation (polling the Location of a 202). Readers see every operation; an operator
+    role follows the kinds of operation it starts, whoever started the one at hand: a backup request
+    made while the nightly backup runs joins that backup, and the workflow that asked must be able to
+    follow it with Backup.Operator alone. Anyone else is refused before the id is even looked at."""
     if settings.token_policy is None:
-        return FollowRight("function-key", every_operation=True)
+        return FollowRight(None)
     caller = caller_from(headers, settings.token_policy)
     if settings.roles["read"] in caller.roles:
-        return FollowRight(caller.name, every_operation=True)
-    if caller.roles & {settings.roles["backup"], settings.roles["restore"]}:
-        return FollowRight(caller.name, every_operation=False)
+        return FollowRight(None)
+    kinds = frozenset().union(*(FOLLOWS[role] for role in FOLLOWS if settings.roles[role] in caller.roles))
+    if kinds:
+        return FollowRight(kinds)
     whom = f"service principal or user {caller.object_id}" if caller.object_id else "caller"
     raise RoleMissing(
         f"The caller lacks the app role '{settings.roles['read']}' needed to read operations (or an operator "
-        f"role, to follow its own): assign it to the {whom} on the API's app registration (docs/security.md).",
+        f"role, to follow what it starts): assign it to the {whom} on the API's app registration (docs/security.md).",
         field="role",
     )

@@ -3,7 +3,7 @@
 
 Why here and not App Service Authentication: Easy Auth's principal header is only trustworthy where
 the platform strips what a caller sends and injects its own, and the app cannot tell from the inside
-whether that happened. Flex Consumption shipped without Easy Auth (its preview documentation said
+whether that happened. Flex Consumption lacked Easy Auth during its preview (its documentation said
 unauthenticated callers were not blocked there), so a function-key holder could have forged any role.
 A token checked in the app means the same on every plan, and a Logic App's managed identity gets such
 a token without a browser.
@@ -17,11 +17,13 @@ token, so the check works in any cloud whose authority host is configured.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -37,7 +39,9 @@ CLOCK_SKEW_SECONDS = 300  # Microsoft.Identity.Web's default tolerance for expir
 KEYS_MAX_AGE_SECONDS = 24 * 3600  # Microsoft's guidance: look at the keys at least daily
 UNKNOWN_KEY_REFRESH_SECONDS = 60  # a token naming a new key refetches, but a flood of them cannot
 FAILED_FETCH_BACKOFF_SECONDS = 10  # an unreachable authority is asked again after this, not per request
+FETCH_WAIT_SECONDS = 15  # the longest a request waits for keys it has not got, and the longest a fetch reads
 HTTP_TIMEOUT = (5, 10)
+MAX_DOCUMENT_BYTES = 1024 * 1024  # Entra ID's metadata and key sets are a few kB
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NAME_CLAIMS = ("preferred_username", "upn", "unique_name", "name", "appid", "azp", "oid")
@@ -71,51 +75,85 @@ class Caller:
 class SigningKeys:
     """The tenant's issuers and signing keys, fetched once and shared by every request of the instance.
 
-    Concurrent first requests wait on one fetch; an unknown ``kid`` (a key Entra ID rolled in) fetches
-    again at most once a minute; after a failed fetch the cached keys keep serving."""
+    A request whose key is cached never waits for a fetch: one thread fetches at a time, behind its
+    own lock, while the others read the keys they have. Concurrent first requests wait (bounded) on
+    one fetch; an unknown ``kid`` (a key Entra ID rolled in) fetches again at most once a minute; the
+    daily refresh happens on one request while the rest carry on; after a failed fetch the cached keys
+    keep serving and the authority is not asked again for a while."""
 
     def __init__(self, policy: TokenPolicy, session: requests.Session | None = None) -> None:
         self._policy = policy
         self._session = session or requests.Session()
-        self._lock = threading.Lock()
+        self._state = threading.Lock()  # held only to read or swap what is cached
+        self._fetching = threading.Lock()  # held for a whole fetch
         self._keys: dict[str, jwt.PyJWK] = {}
         self._issuers: list[str] = []
-        self._fetched_at = 0.0
-        self._failed_at = 0.0
+        self._fetched_at = float("-inf")
+        self._failed_at = float("-inf")
 
     def issuers(self) -> list[str]:
-        with self._lock:
-            self._ensure(wanted_kid=None)
+        self._ensure(wanted_kid=None)
+        with self._state:
             return list(self._issuers)
 
     def key(self, kid: str) -> jwt.PyJWK | None:
-        with self._lock:
-            self._ensure(wanted_kid=kid)
+        self._ensure(wanted_kid=kid)
+        with self._state:
             return self._keys.get(kid)
 
     def _ensure(self, wanted_kid: str | None) -> None:
-        now = time.monotonic()
-        stale = not self._keys or now - self._fetched_at > KEYS_MAX_AGE_SECONDS
-        unknown = wanted_kid is not None and wanted_kid not in self._keys
-        if unknown and not stale and now - self._fetched_at < UNKNOWN_KEY_REFRESH_SECONDS:
+        with self._state:
+            now = time.monotonic()
+            have = bool(self._keys)
+            known = wanted_kid is None or wanted_kid in self._keys
+            fresh = now - self._fetched_at < KEYS_MAX_AGE_SECONDS
+            recently = now - self._fetched_at < UNKNOWN_KEY_REFRESH_SECONDS
+            backing_off = now - self._failed_at < FAILED_FETCH_BACKOFF_SECONDS
+            seen = (self._fetched_at, self._failed_at)
+        if have and known and fresh:
             return
-        if not (stale or unknown):
+        if have and known:  # stale but usable: one request refreshes, nobody waits for it
+            if not backing_off and self._fetching.acquire(blocking=False):
+                try:
+                    self._refresh(seen)
+                finally:
+                    self._fetching.release()
             return
-        if now - self._failed_at < FAILED_FETCH_BACKOFF_SECONDS:
+        if (have and recently) or backing_off:  # an unknown kid just after a fetch, or the authority is down
+            self._raise_if_empty()
+            return
+        if not self._fetching.acquire(timeout=FETCH_WAIT_SECONDS):
             self._raise_if_empty()
             return
         try:
-            self._issuers, self._keys = self._fetch()
-            self._fetched_at = now
-        except (requests.RequestException, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
-            self._failed_at = now
-            log.warning(
-                "the tenant's token-signing keys were not fetched from AUTH_AUTHORITY_HOST (%s)", type(exc).__name__
-            )
-            self._raise_if_empty()
+            self._refresh(seen)
+        finally:
+            self._fetching.release()
+        self._raise_if_empty()
+
+    def _refresh(self, seen: tuple[float, float]) -> None:
+        """Fetch, unless another thread tried while this one waited; failures keep what is cached."""
+        with self._state:
+            if (self._fetched_at, self._failed_at) != seen:
+                return
+        failure = None
+        try:
+            issuers, keys = self._fetch()
+        except Exception as exc:  # noqa: BLE001 - whatever the authority sends, the outcome is "not fetched"
+            failure, issuers, keys = type(exc).__name__, [], {}
+        now = time.monotonic()
+        with self._state:
+            if failure is None:
+                self._issuers, self._keys, self._fetched_at = issuers, keys, now
+            else:
+                self._failed_at = now
+        if failure is not None:
+            log.warning("the tenant's token-signing keys were not fetched from AUTH_AUTHORITY_HOST (%s)", failure)
 
     def _raise_if_empty(self) -> None:
-        if not self._keys:
+        with self._state:
+            empty = not self._keys
+        if empty:
             raise TokenKeysUnavailable(
                 "The app cannot fetch its tenant's token-signing keys from the authority at AUTH_AUTHORITY_HOST; "
                 "retry later, and check that the host is reachable and AUTH_TENANT_ID names the tenant."
@@ -124,25 +162,39 @@ class SigningKeys:
     def _fetch(self) -> tuple[list[str], dict[str, jwt.PyJWK]]:
         issuers: list[str] = []
         key_urls: list[str] = []
+        authority = urlsplit(self._policy.authority_host).netloc
         for url in self._policy.metadata_urls:
             document = self._get_json(url)
             issuers.append(str(document["issuer"]).replace("{tenantid}", self._policy.tenant_id))
             key_urls.append(str(document["jwks_uri"]))
         keys: dict[str, jwt.PyJWK] = {}
         for url in dict.fromkeys(key_urls):
-            if not url.startswith("https://"):
-                raise ValueError("the metadata names a key location that is not https")
-            for entry in self._get_json(url)["keys"]:
+            if urlsplit(url).scheme != "https" or urlsplit(url).netloc != authority:
+                raise ValueError("the metadata names a key location off the authority's own https host")
+            entries = self._get_json(url)["keys"]
+            for entry in entries if isinstance(entries, list) else []:
                 if isinstance(entry, dict) and entry.get("kty") == "RSA" and isinstance(entry.get("kid"), str):
-                    keys[entry["kid"]] = jwt.PyJWK(entry, algorithm="RS256")
+                    try:
+                        keys[entry["kid"]] = jwt.PyJWK(entry, algorithm="RS256")
+                    except (jwt.PyJWTError, ValueError, TypeError):
+                        continue  # one key the library cannot read does not cost the others
         if not keys:
-            raise ValueError("the authority publishes no RSA signing keys")
+            raise ValueError("the authority publishes no RSA signing key")
         return issuers, keys
 
     def _get_json(self, url: str) -> dict[str, Any]:
-        response = self._session.get(url, timeout=HTTP_TIMEOUT)
-        response.raise_for_status()
-        document = response.json()
+        """One document from the authority: no redirects, at most MAX_DOCUMENT_BYTES, read within
+        FETCH_WAIT_SECONDS however slowly the bytes come."""
+        deadline = time.monotonic() + FETCH_WAIT_SECONDS
+        body = bytearray()
+        with self._session.get(url, timeout=HTTP_TIMEOUT, stream=True, allow_redirects=False) as response:
+            if response.status_code != 200:
+                raise ValueError(f"the authority answered HTTP {response.status_code}")
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES or time.monotonic() > deadline:
+                    raise ValueError("the authority's document is too large or too slow")
+        document = json.loads(body)
         if not isinstance(document, dict):
             raise ValueError("the authority answered with something other than a JSON object")
         return document
@@ -179,7 +231,7 @@ def caller_from(headers: Mapping[str, str], policy: TokenPolicy, keys: SigningKe
     keys = keys or signing_keys(policy)
     header = _unverified_header(token)
     kid = header.get("kid") if isinstance(header, dict) else None
-    if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(kid, str):
+    if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(kid, str) or "crit" in header:
         raise Unauthenticated(
             "The access token is not an Entra ID token (it must be signed with RS256 and name its key)."
         )
@@ -231,6 +283,6 @@ def _verified_claims(token: str, key: jwt.PyJWK, policy: TokenPolicy, issuers: l
         problem = "The access token was issued by another authority or tenant than AUTH_TENANT_ID's."
     except jwt.MissingRequiredClaimError:
         problem = "The access token lacks a claim every Entra ID access token has (exp, iss, aud, tid)."
-    except jwt.PyJWTError:
+    except Exception:  # noqa: BLE001 - whatever the library makes of a token (an infinite exp), it proves no one
         problem = "The access token's signature or format is invalid."
     raise Unauthenticated(problem)

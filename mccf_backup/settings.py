@@ -299,7 +299,8 @@ def _token_policy(get: Callable[[str], str], problems: list[str]) -> TokenPolicy
         problems.append("AUTH_CLIENT_ID must be the API app registration's client ID (a GUID)")
     if not _GUID.fullmatch(tenant_id):
         problems.append("AUTH_TENANT_ID must be the tenant's ID (a GUID) when AUTH_CLIENT_ID is set")
-    if not _AUTHORITY.fullmatch(authority):
+    port = re.search(r":(\d+)/?$", authority)
+    if not _AUTHORITY.fullmatch(authority) or (port and not 0 < int(port.group(1)) < 65536):
         problems.append("AUTH_AUTHORITY_HOST must be an https origin, such as https://login.microsoftonline.com")
     if len(problems) > found:
         return None

@@ -6,8 +6,14 @@ if (-not $app -or -not $group) { throw 'Run this through azd: it sets AZURE_FUNC
 $base = $env:PREFLIGHT_BASE_URL
 if (-not $base) { $base = 'https://' + (az functionapp show -g $group -n $app --query defaultHostName -o tsv) + '/api' }
 $headers = @{ 'x-functions-key' = (az functionapp keys list -g $group -n $app --query functionKeys.default -o tsv) }
-if ($env:AUTH_CLIENT_ID) {
-  $headers['Authorization'] = 'Bearer ' + (az account get-access-token --resource "api://$($env:AUTH_CLIENT_ID)" --query accessToken -o tsv)
+if ($env:AUTH_CLIENT_ID) {  # Entra ID on: the caller needs a token with the Backup.Read app role
+  $token = az account get-access-token --resource "api://$($env:AUTH_CLIENT_ID)" --query accessToken -o tsv
+  if ($LASTEXITCODE -ne 0 -or -not $token) {
+    Write-Error ("No token for api://$($env:AUTH_CLIENT_ID): the app registration must expose a scope and pre-authorize " +
+      "the Azure CLI (04b07795-8ddb-461a-bbee-02f9e1bf7b46) for it (docs/deploy.md, 'Entra ID app roles'), or run mccf-backup preflight yourself.")
+    exit 1
+  }
+  $headers['Authorization'] = 'Bearer ' + $token
 }
 Write-Host "mccf-backup preflight of $app (with its managed identity) ..."
 $report = Invoke-RestMethod -Uri "$base/preflight" -Headers $headers -TimeoutSec 180 -MaximumRetryCount 4 -RetryIntervalSec 15

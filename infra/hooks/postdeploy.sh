@@ -15,7 +15,7 @@ key="$(az functionapp keys list -g "$group" -n "$app" --query functionKeys.defau
 token=""
 if [ -n "${AUTH_CLIENT_ID:-}" ]; then  # Entra ID on: the caller needs a token with the Backup.Read app role
   token="$(az account get-access-token --resource "api://$AUTH_CLIENT_ID" --query accessToken -o tsv)" || {
-    echo "No token for api://$AUTH_CLIENT_ID: pre-authorize the Azure CLI (04b07795-8ddb-461a-bbee-02f9e1bf7b46) on the app registration, or run mccf-backup preflight yourself." >&2
+    echo "No token for api://$AUTH_CLIENT_ID: the app registration must expose a scope and pre-authorize the Azure CLI (04b07795-8ddb-461a-bbee-02f9e1bf7b46) for it (docs/deploy.md, \"Entra ID app roles\"), or run mccf-backup preflight yourself." >&2
     exit 1
   }
 fi

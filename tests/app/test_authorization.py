@@ -90,23 +90,23 @@ def test_a_logic_apps_managed_identity_token_works_and_names_the_caller(api, ent
     assert job.caller == entra.user_identity.client_id  # an app's token names it by its client ID
 
 
-def test_a_workflow_follows_the_operation_it_started_with_its_operator_role_alone(api, entra, app_env):
-    """A Logic App polls the Location of its 202 with the same identity: Backup.Operator must be
-    enough for its own operation. Another operator learns nothing of it; a reader sees it."""
+def test_a_workflow_follows_backups_with_its_operator_role_alone(api, entra, app_env):
+    """A Logic App polls the Location of its 202 with the same identity, which holds Backup.Operator,
+    not Backup.Read: that must be enough for its backup, and for the nightly backup its request joined.
+    A restore operator learns nothing of backups; a reader sees them."""
     import requests
 
     target = app_env["MCCF_TARGETS"].split(",")[0]
+    nightly = BackupService.from_environment().start_backup(target, "timer")
     workflow = bearer(identity_token(entra, "Backup.Operator"))
     accepted = api("POST", "backups", json={"target": target}, headers=workflow)
-    assert accepted.status_code == 202, accepted.text
+    assert accepted.status_code == 202 and accepted.json()["id"] == nightly.id, accepted.text  # joined
     location = accepted.headers["Location"]
     polled = requests.get(location, headers=workflow, timeout=30)
-    assert polled.status_code in (200, 202) and polled.json()["id"] == accepted.json()["id"], polled.text
-    other = requests.get(
-        location, headers=bearer(client_token(entra, "Backup.Operator", "Restore.Operator")), timeout=30
-    )
+    assert polled.status_code in (200, 202) and polled.json()["id"] == nightly.id, polled.text
+    other = requests.get(location, headers=bearer(client_token(entra, "Restore.Operator")), timeout=30)
     assert_problem(other, 404, "operation_not_found")
-    assert accepted.json()["id"] not in other.text
+    assert nightly.id not in other.text
     assert requests.get(location, headers=bearer(client_token(entra, "Backup.Read")), timeout=30).status_code in (
         200,
         202,

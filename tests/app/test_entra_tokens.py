@@ -208,9 +208,49 @@ def test_an_unreachable_authority_is_a_503_that_says_so_and_cached_keys_keep_ser
         ("AUTH_TENANT_ID", "", "AUTH_TENANT_ID"),
         ("AUTH_AUTHORITY_HOST", "http://login.microsoftonline.com", "AUTH_AUTHORITY_HOST"),
         ("AUTH_AUTHORITY_HOST", "https://login.microsoftonline.com/evil?x=", "AUTH_AUTHORITY_HOST"),
+        ("AUTH_AUTHORITY_HOST", "https://login.microsoftonline.com:99999", "AUTH_AUTHORITY_HOST"),
     ],
 )
 def test_auth_settings_that_cannot_work_are_refused_by_name(api, entra, monkeypatch, name, value, fragment):
     monkeypatch.setenv(name, value)
     body = assert_problem(status(api, client_token(entra, "Backup.Read")), 500, "settings_invalid")
     assert fragment in body["detail"]
+
+
+def test_a_slow_fetch_for_an_unknown_key_never_holds_up_callers_whose_key_is_cached(api, entra, monkeypatch):
+    """A made-up kid makes the app ask the authority again; while that fetch crawls, every caller whose
+    key is already cached is answered (the red team stalled them all for the fetch's length once)."""
+    monkeypatch.setattr(entra_tokens, "UNKNOWN_KEY_REFRESH_SECONDS", 0.2)
+    good = client_token(entra, "Backup.Read")
+    assert status(api, good).status_code == 200
+    time.sleep(0.3)
+    entra.faults.set_latency("login", 4.0, path=r"(openid-configuration|keys)$")
+    mallory = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    junk = jwt.encode(claims(entra), mallory, "RS256", {"kid": uuid.uuid4().hex})
+    refused: list[int] = []
+    slow = threading.Thread(target=lambda: refused.append(status(api, junk).status_code))
+    slow.start()
+    time.sleep(0.5)  # the unknown kid's fetch is under way
+    answers = [status(api, good).status_code for _ in range(3)]
+    assert slow.is_alive(), "the fetch ended before the cached callers were asked: the test proves nothing"
+    assert answers == [200, 200, 200]
+    slow.join()
+    assert refused == [401]
+
+
+def test_restore_being_off_is_told_only_to_a_caller_with_a_token(api, entra, monkeypatch):
+    monkeypatch.setenv("RESTORE_ENABLED", "false")
+    assert_problem(api("POST", "restores", json={"target": "x", "dryRun": True}), 401, "unauthenticated")
+    token = client_token(entra, "Restore.Operator")
+    restores = api("POST", "restores", json={"target": "x", "dryRun": True}, headers=bearer(token))
+    assert_problem(restores, 403, "restore_disabled")
+
+
+def test_headers_and_claims_the_library_alone_would_let_through_or_crash_on(api, entra):
+    kid = key_id(entra.authority.public_keys[0])
+    critical = jwt.encode(
+        claims(entra), entra.authority._key, "RS256", {"kid": kid, "crit": ["exp"], "exp": 1}
+    )  # RFC 7515: an extension the app does not understand must be refused
+    assert_problem(status(api, critical), 401, "unauthenticated")
+    endless = entra.authority.sign(claims(entra, exp=float("inf")))
+    assert_problem(status(api, endless), 401, "unauthenticated")

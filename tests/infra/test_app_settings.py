@@ -11,7 +11,6 @@ from .bicep import INFRA, main, resource_config
 
 # Set by the platform, or alternatives of a setting infra sets another way.
 NOT_FROM_INFRA = {
-    "WEBSITE_AUTH_ENABLED",  # App Service sets it when App Service Authentication is on
     "WEBSITE_HOSTNAME",  # App Service sets it to the app's default host name
     "AzureWebJobsStorage",  # infra uses the identity-based form, AzureWebJobsStorage__accountName
     "AzureWebJobsStorage__tableServiceUri",  # an alternative to __accountName
