@@ -17,6 +17,9 @@ from .errors import RestoreDisabled, RoleMissing
 from .settings import Settings
 
 
+ACTION_WORDS = {"read": "read", "backup": "back up, verify or pin", "restore": "restore", "unpin": "unpin"}
+
+
 def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> str:
     """Check the caller may do ``action`` (read | backup | restore | unpin); return who the caller is."""
     caller = caller_from(headers, settings.token_policy) if settings.token_policy else None  # who, first
@@ -28,7 +31,7 @@ def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> st
     if role not in caller.roles:
         whom = f"service principal or user {caller.object_id}" if caller.object_id else "caller"
         raise RoleMissing(
-            f"The caller lacks the app role '{role}' needed to {action}: assign it to the {whom} "
+            f"The caller lacks the app role '{role}' needed to {ACTION_WORDS[action]}: assign it to the {whom} "
             "on the API's app registration (docs/security.md).",
             field="role",
         )

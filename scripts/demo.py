@@ -2,9 +2,11 @@
 
 Starts the emulator (seeded) and Azurite, serves the Functions app through the dev server (its
 queue functions run beside it, as ``func start`` runs them), runs the scheduled backup through the
-timer function (which starts every backup and returns; the operations queue follows them), an
-on-demand backup over HTTP polled exactly as Logic Apps polls, lists the catalog, deletes one instance, restores it over HTTP from its newest backup,
-shows status and job history, and stops everything it started.
+timer function (which starts every backup and returns; the operations queue follows them), shows
+the API refusing callers without an Entra ID token or without the role (the emulator is the token
+issuer; callers get tokens through azure-identity as in Azure), an on-demand backup over HTTP
+polled exactly as Logic Apps polls, lists the catalog, deletes one instance, restores it over HTTP
+from its newest backup, shows status and job history, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 import requests
+from azure.identity import ClientSecretCredential
 
 from emulator import Emulator
 from mccf_backup.cli import main as cli_main
@@ -32,7 +35,10 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
+    headers: dict[str, str] = {}  # the operator's token, once the API guards with Entra ID
+
     def http(method: str, url: str, **kwargs) -> requests.Response:
+        kwargs["headers"] = {**headers, **kwargs.get("headers", {})}
         response = requests.request(method, url, timeout=60, **kwargs)
         if record:
             record(response)
@@ -58,7 +64,25 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
             "JOBS_TABLE_NAME": "mccfbackupjobs",
             "BACKUP_QUEUE_NAME": "mccfbackup-targets",
             "OPERATIONS_QUEUE_NAME": "mccfbackup-operations",
+            # Entra ID app roles on the API, as a production deployment sets them
+            "AUTH_CLIENT_ID": emu.env["EMULATOR_API_CLIENT_ID"],
+            "AUTH_TENANT_ID": emu.env["EMULATOR_TENANT_ID"],
+            "AUTH_AUTHORITY_HOST": emu.env["EMULATOR_AUTHORITY_HOST"],
         }
+
+        def bearer(*roles: str) -> dict[str, str]:
+            """A caller's token, got as a tool gets it: an app registration holding these app roles."""
+            client = emu.directory.register_client(list(roles))
+            credential = ClientSecretCredential(
+                settings["AUTH_TENANT_ID"],
+                client.client_id,
+                client.secret,
+                authority=settings["AUTH_AUTHORITY_HOST"],
+                disable_instance_discovery=True,
+            )
+            token = credential.get_token(f"api://{settings['AUTH_CLIENT_ID']}/.default").token
+            return {"Authorization": f"Bearer {token}"}
+
         with scoped_environ(settings):
             reset_credentials()
             from function_app import app
@@ -89,6 +113,16 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
                 )
                 for job in engine.list_jobs(limit=len(targets)):
                     say(f"    {job.target.rsplit('/', 1)[-1]}: {job.state}, share {job.share}")
+
+                say("==> the API wants the function key and an Entra ID token with the route's app role")
+                alone = http("POST", f"{api}/backups", params=key, json={"target": first_app})
+                say(f"    function key alone: {alone.status_code} {alone.json()['code']}")
+                reader = http(
+                    "POST", f"{api}/backups", params=key, json={"target": first_app}, headers=bearer("Backup.Read")
+                )
+                say(f"    a Backup.Read token: {reader.status_code} {reader.json()['code']}: {reader.json()['detail']}")
+                headers.update(bearer("Backup.Read", "Backup.Operator", "Restore.Operator"))
+                say("    from here on, an operator's token holding all three roles")
 
                 say(f"==> on-demand backup of {first_app} over HTTP, polled as Logic Apps polls")
                 accepted = http("POST", f"{api}/backups", params=key, json={"target": first_app})

@@ -40,3 +40,6 @@ def test_demo_run_leaks_no_secret_in_logs_responses_or_errors(monkeypatch, caplo
         assert emu.identity_header not in text, f"identity header secret in {name}"
         assert not SAS_SIGNATURE.search(text), f"SAS signature in {name}"
         assert not JWT.search(text), f"bearer token in {name}"
+        assert emu.directory.clients  # the demo calls the API with tokens of app registrations
+        for client in emu.directory.clients.values():  # the demo's callers' app registrations
+            assert client.secret not in text, f"a client secret in {name}"
