@@ -122,7 +122,10 @@ class SigningKeys:
         if (have and recently) or backing_off:  # an unknown kid just after a fetch, or the authority is down
             self._raise_if_empty()
             return
-        if not self._fetching.acquire(timeout=FETCH_WAIT_SECONDS):
+        # Only a cold instance waits for another's fetch; with keys cached, an unknown kid is refused at
+        # once while a fetch runs, so made-up kids cannot park the instance's worker threads.
+        acquired = self._fetching.acquire(timeout=FETCH_WAIT_SECONDS) if not have else self._fetching.acquire(False)
+        if not acquired:
             self._raise_if_empty()
             return
         try:
@@ -138,9 +141,9 @@ class SigningKeys:
                 return
         failure = None
         try:
-            issuers, keys = self._fetch()
+            issuers, keys = self._fetch(time.monotonic() + FETCH_WAIT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - whatever the authority sends, the outcome is "not fetched"
-            failure, issuers, keys = type(exc).__name__, [], {}
+            failure, issuers, keys = f"{type(exc).__name__}: {str(exc)[:200]}", [], {}
         now = time.monotonic()
         with self._state:
             if failure is None:
@@ -159,19 +162,19 @@ class SigningKeys:
                 "retry later, and check that the host is reachable and AUTH_TENANT_ID names the tenant."
             )
 
-    def _fetch(self) -> tuple[list[str], dict[str, jwt.PyJWK]]:
+    def _fetch(self, deadline: float) -> tuple[list[str], dict[str, jwt.PyJWK]]:
         issuers: list[str] = []
         key_urls: list[str] = []
-        authority = urlsplit(self._policy.authority_host).netloc
+        authority = _origin(self._policy.authority_host)
         for url in self._policy.metadata_urls:
-            document = self._get_json(url)
+            document = self._get_json(url, deadline)
             issuers.append(str(document["issuer"]).replace("{tenantid}", self._policy.tenant_id))
             key_urls.append(str(document["jwks_uri"]))
         keys: dict[str, jwt.PyJWK] = {}
         for url in dict.fromkeys(key_urls):
-            if urlsplit(url).scheme != "https" or urlsplit(url).netloc != authority:
+            if authority is None or _origin(url) != authority:
                 raise ValueError("the metadata names a key location off the authority's own https host")
-            entries = self._get_json(url)["keys"]
+            entries = self._get_json(url, deadline)["keys"]
             for entry in entries if isinstance(entries, list) else []:
                 if isinstance(entry, dict) and entry.get("kty") == "RSA" and isinstance(entry.get("kid"), str):
                     try:
@@ -182,15 +185,15 @@ class SigningKeys:
             raise ValueError("the authority publishes no RSA signing key")
         return issuers, keys
 
-    def _get_json(self, url: str) -> dict[str, Any]:
-        """One document from the authority: no redirects, at most MAX_DOCUMENT_BYTES, read within
-        FETCH_WAIT_SECONDS however slowly the bytes come."""
-        deadline = time.monotonic() + FETCH_WAIT_SECONDS
+    def _get_json(self, url: str, deadline: float) -> dict[str, Any]:
+        """One document from the authority: no redirects, at most MAX_DOCUMENT_BYTES, and the whole
+        fetch ends by ``deadline`` however slowly the bytes come (read1 returns what has arrived, so
+        a trickle is measured byte by byte, not per 64 KiB)."""
         body = bytearray()
         with self._session.get(url, timeout=HTTP_TIMEOUT, stream=True, allow_redirects=False) as response:
             if response.status_code != 200:
                 raise ValueError(f"the authority answered HTTP {response.status_code}")
-            for chunk in response.iter_content(64 * 1024):
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES or time.monotonic() > deadline:
                     raise ValueError("the authority's document is too large or too slow")
@@ -198,6 +201,15 @@ class SigningKeys:
         if not isinstance(document, dict):
             raise ValueError("the authority answered with something other than a JSON object")
         return document
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """https, host (any case) and port (443 when unsaid), to compare where keys come from."""
+    try:
+        parts = urlsplit(url)
+        return (parts.scheme, (parts.hostname or "").lower(), parts.port or 443) if parts.scheme == "https" else None
+    except ValueError:
+        return None
 
 
 _signing_keys: dict[TokenPolicy, SigningKeys] = {}

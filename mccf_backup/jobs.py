@@ -133,6 +133,11 @@ class Job:
         return cls(id=entity["RowKey"], etag=metadata.get("etag"), **values)
 
 
+def operation_not_found() -> OperationNotFound:
+    """One answer for an id that does not exist and one the caller may not see: neither tells which."""
+    return OperationNotFound("No operation with that id exists, or none this caller's roles may follow.", field="id")
+
+
 class JobTable:
     """The table (created on first use) and the one place its errors become ``JobStoreUnavailable``.
 
@@ -257,7 +262,7 @@ class JobStore:
         try:
             entity = self.table.call("read a job", self.table.client.get_entity, PARTITION, job_id)
         except ResourceNotFoundError as exc:
-            raise OperationNotFound(f"No operation with id '{job_id[:64]}' exists.") from exc
+            raise operation_not_found() from exc
         return Job.from_entity(entity)
 
     def find(self, job_id: str) -> Job | None:

@@ -17,11 +17,11 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from . import clock, events, lifecycle, logs, work_queue
 from .errors import MccfBackupError, OperationAbandoned, OperationInProgress, TargetNotAllowed
-from .jobs import Job, StaleJob
+from .jobs import Job, StaleJob, operation_not_found
 from .leases import Lease
 from .lifecycle import ACCEPTED, FINISHING, RUNNING, STARTING
 from .redaction import redact
@@ -236,9 +236,13 @@ class Operations:
             return None
         return self.advance(job, message.step)
 
-    def poll(self, job_id: str) -> Job:
-        """A caller's look (HTTP poll, CLI): the job as it is, moved on first if its next step is due."""
-        return self.advance(job_id, when_due=True)
+    def poll(self, job_id: str, visible: Callable[[Job], bool] | None = None) -> Job:
+        """A caller's look (HTTP poll, CLI): the job as it is, moved on first if its next step is due.
+        A job the caller may not see (``visible``) is not found, and not moved on by that caller."""
+        job = self.run.jobs.get(job_id)
+        if visible is not None and not visible(job):
+            raise operation_not_found()
+        return self.advance(job, when_due=True)
 
     def stuck(self, job: Job, now: dt.datetime) -> bool:
         """Past its deadline, or overdue long enough that its next message must have been lost (only a

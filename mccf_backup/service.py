@@ -90,8 +90,8 @@ class BackupService:
     def advance_from_queue(self, body: str) -> Job | None:
         return self.operations.advance_from_queue(body)
 
-    def poll(self, job_id: str) -> Job:
-        return self.operations.poll(job_id)
+    def poll(self, job_id: str, visible: Callable[[Job], bool] | None = None) -> Job:
+        return self.operations.poll(job_id, visible)
 
     def follow(self, job: Job, progress: Progress | None = None, sleep: Callable[[float], None] = time.sleep) -> Job:
         """Poll a job until it ends (CLI --wait): the process that waits is the operator's, not an invocation."""

@@ -104,9 +104,11 @@ def test_a_workflow_follows_backups_with_its_operator_role_alone(api, entra, app
     location = accepted.headers["Location"]
     polled = requests.get(location, headers=workflow, timeout=30)
     assert polled.status_code in (200, 202) and polled.json()["id"] == nightly.id, polled.text
-    other = requests.get(location, headers=bearer(client_token(entra, "Restore.Operator")), timeout=30)
-    assert_problem(other, 404, "operation_not_found")
-    assert nightly.id not in other.text
+    restorer = bearer(client_token(entra, "Restore.Operator"))
+    other = requests.get(location, headers=restorer, timeout=30)
+    unknown = requests.get(location.replace(nightly.id, "1234567890123deadbeef"), headers=restorer, timeout=30)
+    assert assert_problem(other, 404, "operation_not_found") == assert_problem(unknown, 404, "operation_not_found")
+    assert nightly.id not in other.text  # not even whether it exists
     assert requests.get(location, headers=bearer(client_token(entra, "Backup.Read")), timeout=30).status_code in (
         200,
         202,

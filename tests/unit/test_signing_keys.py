@@ -35,8 +35,11 @@ def documents(**changes: object) -> dict[str, object]:
 
 
 class Response:
-    def __init__(self, body: bytes, status: int) -> None:
-        self.status_code, self._body = status, body
+    """What requests gives for ``stream=True``; ``raw.read1`` hands out ``pace`` bytes at a time."""
+
+    def __init__(self, body: bytes, status: int, pace: int = 1 << 30, tick=None) -> None:
+        self.status_code, self._body, self._pace, self._tick = status, body, pace, tick
+        self.raw = self
 
     def __enter__(self) -> "Response":
         return self
@@ -44,16 +47,18 @@ class Response:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def iter_content(self, size: int):
-        for start in range(0, len(self._body), size):
-            yield self._body[start : start + size]
+    def read1(self, size: int, decode_content: bool = False) -> bytes:
+        chunk, self._body = self._body[: min(size, self._pace)], self._body[min(size, self._pace) :]
+        if self._tick:
+            self._tick()
+        return chunk
 
 
 class Authority:
     """Serves ``docs`` (a dict becomes JSON, bytes go as they are, an int is a bare status)."""
 
-    def __init__(self, docs: dict[str, object]) -> None:
-        self.docs, self.calls = docs, []
+    def __init__(self, docs: dict[str, object], pace: int = 1 << 30, tick=None) -> None:
+        self.docs, self.calls, self.pace, self.tick = docs, [], pace, tick
 
     def get(self, url: str, timeout, stream: bool, allow_redirects: bool) -> Response:
         assert stream and allow_redirects is False
@@ -61,7 +66,7 @@ class Authority:
         doc = self.docs.get(url, 404)
         if isinstance(doc, int):
             return Response(b"", doc)
-        return Response(doc if isinstance(doc, bytes) else json.dumps(doc).encode(), 200)
+        return Response(doc if isinstance(doc, bytes) else json.dumps(doc).encode(), 200, self.pace, self.tick)
 
 
 def test_the_keys_and_both_issuers_are_read_once():
@@ -120,3 +125,40 @@ def test_a_failed_daily_refresh_keeps_the_keys_it_had(monkeypatch):
     now[0] += entra_tokens.KEYS_MAX_AGE_SECONDS + 1
     assert keys.key("good") is not None  # the stale key still serves, and the refresh was tried
     assert authority.calls[-1] == V2
+
+
+def test_an_authority_that_trickles_is_cut_off_at_the_fetch_deadline(monkeypatch):
+    """One byte at a time, a second each (the clock is moved, not waited for): the fetch stops at its
+    deadline instead of reading for as long as the authority cares to send."""
+    now = [1000.0]
+    monkeypatch.setattr(entra_tokens.time, "monotonic", lambda: now[0])
+    authority = Authority(documents(), pace=1, tick=lambda: now.__setitem__(0, now[0] + 1))
+    with pytest.raises(TokenKeysUnavailable):
+        SigningKeys(POLICY, authority).key("good")
+    assert now[0] - 1000.0 <= entra_tokens.FETCH_WAIT_SECONDS + 1
+
+
+def test_the_authority_host_may_be_spelt_in_any_case_or_with_its_default_port():
+    policy = TokenPolicy(POLICY.client_id, POLICY.tenant_id, "https://Login.MicrosoftOnline.com:443")
+    base = f"https://Login.MicrosoftOnline.com:443/{POLICY.tenant_id}"
+    docs = {
+        f"{base}/v2.0/.well-known/openid-configuration": {"issuer": f"{BASE}/v2.0", "jwks_uri": KEYS},
+        f"{base}/.well-known/openid-configuration": {"issuer": "v1", "jwks_uri": KEYS},
+        KEYS: documents()[KEYS],
+    }
+    assert SigningKeys(policy, Authority(docs)).key("good") is not None
+
+
+def test_with_keys_cached_an_unknown_kid_never_waits_for_a_fetch_under_way(monkeypatch):
+    import time
+
+    keys = SigningKeys(POLICY, Authority(documents()))
+    assert keys.key("good") is not None
+    monkeypatch.setattr(entra_tokens, "UNKNOWN_KEY_REFRESH_SECONDS", 0)
+    keys._fetching.acquire()  # another request's fetch is under way
+    try:
+        started = time.monotonic()
+        assert keys.key("made-up") is None
+        assert time.monotonic() - started < 1  # refused at once, not after FETCH_WAIT_SECONDS
+    finally:
+        keys._fetching.release()
