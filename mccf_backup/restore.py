@@ -34,7 +34,8 @@ INSTANCE_LOOK_SECONDS = 10
 
 def _busy(target: Target, holder: Lease) -> OperationInProgress:
     return OperationInProgress(
-        f"A {holder.kind} of '{target.name}' is already running (operation {holder.job}); poll it instead.",
+        f"A {holder.kind} of '{target.name}' is already running (operation {holder.job}); wait for it to end "
+        "(GET /api/operations/{id} with Backup.Read or the role that started it), then try again.",
         target=target.resource_id,
     )
 
