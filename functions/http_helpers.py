@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 import uuid
 from typing import Any, Callable
@@ -44,6 +45,16 @@ def error_response(err: errors.MccfBackupError) -> func.HttpResponse:
     return problem(err.status, err.code, err.title, err.message, headers, target=err.target, field=err.field)
 
 
+def _told_to_anyone(err: errors.MccfBackupError) -> errors.MccfBackupError:
+    """With Entra ID guarding the API, settings that do not load are told to no caller: no token can
+    be checked then, and the list names targets and settings. The logs and the preflight have it."""
+    if isinstance(err, errors.SettingsInvalid) and os.environ.get("AUTH_CLIENT_ID", "").strip():
+        return errors.SettingsInvalid(
+            "The app's settings are invalid; its logs (and `mccf-backup preflight` run with them) list what to fix."
+        )
+    return err
+
+
 def handles_errors(function: Callable[..., func.HttpResponse]):
     """Every failure becomes problem+json with a stable code; never a stack trace, never a secret.
 
@@ -60,7 +71,7 @@ def handles_errors(function: Callable[..., func.HttpResponse]):
             # A refused request is the caller's business (INFO); a failure on our side is a WARNING.
             level = logging.WARNING if err.status >= 500 else logging.INFO
             log.log(level, "%s %s -> %s: %s", req.method, path, err.code, json.dumps(redact(err.message)))
-            return error_response(err)
+            return error_response(_told_to_anyone(err))
         except Exception:  # noqa: BLE001 - the last resort: log it, answer without details
             incident = str(uuid.uuid4())
             log.exception("unhandled error in %s %s (incident %s)", req.method, path, incident)

@@ -212,9 +212,14 @@ def test_an_unreachable_authority_is_a_503_that_says_so_and_cached_keys_keep_ser
     ],
 )
 def test_auth_settings_that_cannot_work_are_refused_by_name(api, entra, monkeypatch, name, value, fragment):
+    from mccf_backup.errors import SettingsInvalid
+    from mccf_backup.settings import Settings
+
     monkeypatch.setenv(name, value)
-    body = assert_problem(status(api, client_token(entra, "Backup.Read")), 500, "settings_invalid")
-    assert fragment in body["detail"]
+    assert_problem(status(api, client_token(entra, "Backup.Read")), 500, "settings_invalid")  # never auth off
+    with pytest.raises(SettingsInvalid) as refused:  # what the logs, the CLI and the preflight say
+        Settings.from_env()
+    assert fragment in refused.value.message
 
 
 def test_a_slow_fetch_for_an_unknown_key_never_holds_up_callers_whose_key_is_cached(api, entra, monkeypatch):
@@ -254,3 +259,15 @@ def test_headers_and_claims_the_library_alone_would_let_through_or_crash_on(api,
     assert_problem(status(api, critical), 401, "unauthenticated")
     endless = entra.authority.sign(claims(entra, exp=float("inf")))
     assert_problem(status(api, endless), 401, "unauthenticated")
+
+
+def test_with_entra_id_on_broken_settings_are_told_to_no_caller_but_logged(api, entra, monkeypatch, caplog):
+    """No token can be checked when settings do not load, so the list (it names targets) goes to the
+    logs only; without Entra ID the key holders are the operators, and they get it."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("RETENTION_OVERRIDES", '{"no-such-target": {"daily": 1}}')
+    body = assert_problem(api("GET", "status"), 500, "settings_invalid")
+    assert "RETENTION_OVERRIDES" not in body["detail"] and "no-such-target" not in body["detail"]
+    assert "RETENTION_OVERRIDES" in caplog.text
+    monkeypatch.delenv("AUTH_CLIENT_ID")
+    assert "RETENTION_OVERRIDES" in assert_problem(api("GET", "status"), 500, "settings_invalid")["detail"]
