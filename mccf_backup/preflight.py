@@ -87,7 +87,8 @@ def key_vault_check(run: Run, next_backup: dt.datetime | None) -> tuple[list[Che
     found: list[StorageConfig] = []
 
     def secret() -> list[Check]:
-        config = load_storage_config(settings.key_vault_url, name, run.credential)
+        config = load_storage_config(settings.key_vault_url, name, run.credential)  # fresh: judged as it is now
+        run.use_storage(config)
         found.append(config)
         if config.account_key is not None:
             return [

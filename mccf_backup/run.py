@@ -92,6 +92,12 @@ class Run:
                 self._catalog = None
             return self._storage
 
+    def use_storage(self, config: StorageConfig) -> None:
+        """Take a secret just read (the preflight reads it fresh to judge it) as this run's, so the
+        run's catalog uses what was judged and Key Vault is not asked twice."""
+        with self._lock:
+            self._storage, self._storage_read, self._catalog = config, time.monotonic(), None
+
     def catalog(self) -> Catalog:
         """One catalog (one Storage client and its connections) per run, shared by every worker."""
         storage = self.storage()

@@ -283,3 +283,12 @@ def test_a_schedule_that_never_fires_fails(preflight, monkeypatch):
     monkeypatch.setenv("PRUNE_SCHEDULE", "0 0 2 31 2 *")
     failed = [c for c in preflight()["schedule"] if c["status"] == FAILED]
     assert [c["details"]["setting"] for c in failed] == ["PRUNE_SCHEDULE"] and "never fires" in failed[0]["found"]
+
+
+def test_a_preflight_reads_the_storage_secret_once(preflight, emulator, service, app_env):
+    """The secret is read fresh to be judged, and the recovery-point checks use that same read."""
+    service.backup(app_env["MCCF_TARGETS"].split(",")[0], "cli")  # a catalog to read
+    before = emulator.faults.count("keyvault", "GET", "/secrets/")
+    checks = preflight()
+    assert only(checks, "key_vault")["status"] == OK and checks["recovery_point"]
+    assert emulator.faults.count("keyvault", "GET", "/secrets/") - before == 1
