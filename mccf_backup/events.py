@@ -28,6 +28,7 @@ PRUNE_CAPPED = "prune.capped"
 HEALTH_RPO_BREACH = "health.rpo_breach"
 HEALTH_RESTORE_WINDOW_CLOSING = "health.restore_window_closing"
 HEALTH_PIN_RESTORE_WINDOW_CLOSING = "health.pin_restore_window_closing"
+HEALTH_GOLDEN_COPY = "health.golden_copy"  # every pinned backup, each health run: the workbook lists them
 ALL = (
     BACKUP_ATTEMPT,
     BACKUP_SUCCESS,
@@ -42,6 +43,7 @@ ALL = (
     HEALTH_RPO_BREACH,
     HEALTH_RESTORE_WINDOW_CLOSING,
     HEALTH_PIN_RESTORE_WINDOW_CLOSING,
+    HEALTH_GOLDEN_COPY,
 )
 
 _OPERATION = ("target", "trigger", "job")
@@ -60,6 +62,7 @@ DIMENSIONS: dict[str, frozenset[str]] = {
     HEALTH_RPO_BREACH: frozenset(("target", "newestBackup", "newestBackupAgeHours", "rpoHours")),
     HEALTH_RESTORE_WINDOW_CLOSING: frozenset(("target", "share", "daysLeft")),
     HEALTH_PIN_RESTORE_WINDOW_CLOSING: frozenset(("target", "share", "label", "daysLeft", "restorable")),
+    HEALTH_GOLDEN_COPY: frozenset(("target", "share", "label", "daysLeft", "restorable")),
 }
 
 

@@ -124,15 +124,18 @@ class Pins:
         job = Job(new_job_id(), kind, target, trigger, caller=caller, state=SUCCEEDED, share=share, reason=reason)
         return self.ops.record(job)
 
-    def closing(self, warn_days: int) -> list[dict]:
-        """Pinned backups still restorable but within ``warn_days`` of the 90-day limit: one event each."""
+    def survey(self, warn_days: int) -> list[dict]:
+        """Every pinned backup, one ``health.golden_copy`` each (the workbook's list of golden copies:
+        events older than Application Insights' retention are gone, so each health run says them all
+        again); those still restorable but within ``warn_days`` of the 90-day limit also warn, and are
+        returned as findings."""
         now = clock.utcnow()
         catalog = self.run.catalog()
         findings = []
         for target in self.run.targets:
             for backup in catalog.backups(target):
-                if backup.pin is None or backup.days_left(now) > warn_days or not backup.restorable(now):
-                    continue  # past the limit it is no longer a restorable copy: warned for warn_days already
+                if backup.pin is None:
+                    continue
                 finding = {
                     "target": target.resource_id,
                     "share": backup.share,
@@ -140,6 +143,9 @@ class Pins:
                     "daysLeft": backup.days_left(now),
                     "restorable": backup.restorable(now),
                 }
+                events.emit(events.HEALTH_GOLDEN_COPY, logging.INFO, **finding)
+                if backup.days_left(now) > warn_days or not backup.restorable(now):
+                    continue  # past the limit it is no longer a restorable copy: warned for warn_days already
                 findings.append({"event": events.HEALTH_PIN_RESTORE_WINDOW_CLOSING, **finding})
                 events.emit(events.HEALTH_PIN_RESTORE_WINDOW_CLOSING, logging.WARNING, **finding)
         return findings

@@ -138,7 +138,7 @@ class BackupService:
         return self.upkeep.run_verifications(trigger)
 
     def health(self) -> list[dict]:
-        return self.upkeep.health() + self.pins.closing(self.settings.pin_warning_days)
+        return self.upkeep.health() + self.pins.survey(self.settings.pin_warning_days)
 
     def status(self) -> list[dict]:
         return self.upkeep.status()

@@ -3,6 +3,7 @@ restore to before a bad transaction, and keep a golden copy that retention never
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -123,6 +124,11 @@ def test_a_golden_copy_survives_retention_restores_by_label_and_warns_before_90_
     ]
     assert 9 <= closing[0]["daysLeft"] <= 10  # 80 days and the minutes the test took
     assert "health.pin_restore_window_closing" in caplog.text
+    # Every golden copy, closing or not, is listed each run for the workbook: one event per pin.
+    listed = [
+        json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records if "health.golden_copy" in r.getMessage()
+    ]
+    assert [(e["share"], e["label"], e["restorable"]) for e in listed] == [(golden, "reference-data", True)]
 
     unpinned = api("POST", f"backups/{golden}/unpin", json={"target": target})
     assert unpinned.status_code == 200 and unpinned.json()["pin"] is None
