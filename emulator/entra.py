@@ -78,6 +78,38 @@ class Directory:
             self.assignments.clear()
 
 
+def api_claims(
+    tenant_base: str, api_client_id: str, client_id: str, object_id: str, roles: list[str], now: int | None = None
+) -> dict:
+    """A v2.0 access token's claims for the API, as Entra ID issues them to a client-credentials caller
+    (``tenant_base`` is ``{authority}/{tenant}``); ``roles`` is left out when empty, as Entra does."""
+    now = int(time.time()) if now is None else now
+    claims = {
+        "aud": api_client_id,
+        "iss": f"{tenant_base}/v2.0",
+        "iat": now,
+        "nbf": now,
+        "exp": now + CLIENT_TOKEN_SECONDS,
+        "azp": client_id,
+        "azpacr": "1",
+        "oid": object_id,
+        "sub": object_id,
+        "tid": TENANT_ID,
+        "idtyp": "app",
+        "uti": uuid.uuid4().hex,
+        "ver": "2.0",
+    }
+    return {**claims, "roles": list(roles)} if roles else claims
+
+
+def client_credential(authority: str, client_id: str, secret: str):
+    """azure-identity's credential for an app registration of the emulated tenant, as a tool makes it
+    for Entra ID (instance discovery off: it asks login.microsoftonline.com which hosts are Entra's)."""
+    from azure.identity import ClientSecretCredential
+
+    return ClientSecretCredential(TENANT_ID, client_id, secret, authority=authority, disable_instance_discovery=True)
+
+
 def _json(body: object, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json")
 
@@ -169,25 +201,8 @@ class EntraService:
         if normalize_audience(resource) not in self._directory.api_audiences:
             token, expires_on = self._authority.issue(resource, client.client_id, client.object_id)
             return _json(self._token_body(token, expires_on))
-        now = int(time.time())
-        claims = {
-            "aud": self._directory.api_client_id,
-            "iss": f"{base}/v2.0",
-            "iat": now,
-            "nbf": now,
-            "exp": now + CLIENT_TOKEN_SECONDS,
-            "azp": client.client_id,
-            "azpacr": "1",
-            "oid": client.object_id,
-            "sub": client.object_id,
-            "tid": TENANT_ID,
-            "idtyp": "app",
-            "uti": uuid.uuid4().hex,
-            "ver": "2.0",
-        }
         roles = self._directory.roles_of(client.object_id, self._directory.api_client_id)
-        if roles:
-            claims["roles"] = roles
+        claims = api_claims(base, self._directory.api_client_id, client.client_id, client.object_id, roles)
         return _json(self._token_body(self._authority.sign(claims), claims["exp"]))
 
     @staticmethod

@@ -27,7 +27,7 @@ from .arm_app import ArmApp
 from .arm_platform import STORAGE_ACCOUNT, STORAGE_RESOURCE_GROUP
 from .clock import Clock
 from .control import ControlApp
-from .entra import Directory, EntraService
+from .entra import Directory, EntraService, client_credential
 from .entra import error_response as entra_error
 from .faults import FaultInjector
 from .fileshare.auth import StorageAuthorizer
@@ -307,6 +307,22 @@ class Emulator:
             f"DefaultEndpointsProtocol=https;AccountName={account};AccountKey={self.account_keys[account]};"
             f"FileEndpoint={self.url('file')}/{account}"
         )
+
+    @property
+    def api_auth_settings(self) -> dict[str, str]:
+        """The app settings of a deployment whose API takes this emulator's Entra ID tokens."""
+        return {
+            "AUTH_CLIENT_ID": self.directory.api_client_id,
+            "AUTH_TENANT_ID": TENANT_ID,
+            "AUTH_AUTHORITY_HOST": self.url("login"),
+        }
+
+    def api_token(self, *roles: str) -> str:
+        """A token for the app's API, got as an operator's tool gets it: a new app registration holding
+        ``roles``, through azure-identity's ClientSecretCredential (v2.0)."""
+        client = self.directory.register_client(list(roles))
+        credential = client_credential(self.url("login"), client.client_id, client.secret)
+        return credential.get_token(f"api://{self.directory.api_client_id}/.default").token
 
     @property
     def targets(self) -> list[str]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 import requests
-from azure.identity import ClientSecretCredential
 
 from emulator import Emulator
 from mccf_backup.cli import main as cli_main
@@ -64,24 +63,12 @@ def run_demo(out: TextIO = sys.stdout, record: Callable[[requests.Response], Non
             "JOBS_TABLE_NAME": "mccfbackupjobs",
             "BACKUP_QUEUE_NAME": "mccfbackup-targets",
             "OPERATIONS_QUEUE_NAME": "mccfbackup-operations",
-            # Entra ID app roles on the API, as a production deployment sets them
-            "AUTH_CLIENT_ID": emu.env["EMULATOR_API_CLIENT_ID"],
-            "AUTH_TENANT_ID": emu.env["EMULATOR_TENANT_ID"],
-            "AUTH_AUTHORITY_HOST": emu.env["EMULATOR_AUTHORITY_HOST"],
+            **emu.api_auth_settings,  # Entra ID app roles on the API, as a production deployment sets them
         }
 
         def bearer(*roles: str) -> dict[str, str]:
             """A caller's token, got as a tool gets it: an app registration holding these app roles."""
-            client = emu.directory.register_client(list(roles))
-            credential = ClientSecretCredential(
-                settings["AUTH_TENANT_ID"],
-                client.client_id,
-                client.secret,
-                authority=settings["AUTH_AUTHORITY_HOST"],
-                disable_instance_discovery=True,
-            )
-            token = credential.get_token(f"api://{settings['AUTH_CLIENT_ID']}/.default").token
-            return {"Authorization": f"Bearer {token}"}
+            return {"Authorization": f"Bearer {emu.api_token(*roles)}"}
 
         with scoped_environ(settings):
             reset_credentials()

@@ -64,22 +64,9 @@ def app_env(emulator, azurite, targets, monkeypatch):
     reset_credentials()
 
 
-def entra_settings(emulator) -> dict[str, str]:
-    """The app settings of a deployment whose API needs Entra ID tokens, the emulator's tenant issuing them."""
-    from emulator.tokens import TENANT_ID
-
-    return {
-        "AUTH_CLIENT_ID": emulator.directory.api_client_id,
-        "AUTH_TENANT_ID": TENANT_ID,
-        "AUTH_AUTHORITY_HOST": emulator.url("login"),
-    }
-
-
 def every_role_headers(emulator, function_key: str) -> dict[str, str]:
     """What a caller holding every app role sends: the function key and its token."""
-    from .entra import client_token
-
-    token = client_token(emulator, "Backup.Read", "Backup.Operator", "Restore.Operator")
+    token = emulator.api_token("Backup.Read", "Backup.Operator", "Restore.Operator")
     return {"x-functions-key": function_key, "Authorization": f"Bearer {token}"}
 
 
@@ -89,7 +76,7 @@ def entra(app_env, emulator, monkeypatch):
     cache starts empty, as on a fresh instance."""
     from mccf_backup import entra_tokens
 
-    for key, value in entra_settings(emulator).items():
+    for key, value in emulator.api_auth_settings.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(entra_tokens, "_signing_keys", {})
     return emulator
@@ -140,7 +127,7 @@ def seeded_settings(emulator, azurite, prefix: str) -> dict[str, str]:
 def schemathesis_env(emulator, azurite, monkeypatch):
     """The dev server on the emulator's seeded targets, whose names the document's examples use, guarded
     by Entra ID as a production deployment is: yields its URL and the headers of a caller holding every role."""
-    settings = {**seeded_settings(emulator, azurite, prefix="schemathesis"), **entra_settings(emulator)}
+    settings = {**seeded_settings(emulator, azurite, prefix="schemathesis"), **emulator.api_auth_settings}
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
     from function_app import app

@@ -1,24 +1,11 @@
-"""Tokens for the app's API, got as real callers get them: azure-identity against the emulator's Entra ID."""
+"""Tokens for the app's API, got as real callers get them: azure-identity against the emulator's Entra ID
+(an operator's tool: ``emulator.api_token(*roles)``)."""
 
 from __future__ import annotations
 
-from azure.identity import ClientSecretCredential, ManagedIdentityCredential
+from azure.identity import ManagedIdentityCredential
 
 from emulator import Emulator
-from emulator.tokens import TENANT_ID
-
-
-def client_token(emulator: Emulator, *roles: str) -> str:
-    """A v2.0 token for an app registration holding ``roles``, as an operator's tool gets it."""
-    client = emulator.directory.register_client(list(roles))
-    credential = ClientSecretCredential(
-        TENANT_ID,
-        client.client_id,
-        client.secret,
-        authority=emulator.url("login"),
-        disable_instance_discovery=True,
-    )
-    return credential.get_token(f"api://{emulator.directory.api_client_id}/.default").token
 
 
 def identity_token(emulator: Emulator, *roles: str) -> str:

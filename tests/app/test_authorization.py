@@ -11,7 +11,7 @@ import pytest
 
 from mccf_backup.service import BackupService
 
-from .entra import bearer, client_token, identity_token
+from .entra import bearer, identity_token
 from .test_http_api import assert_problem
 
 ROUTES = [
@@ -53,11 +53,11 @@ def test_every_route_needs_a_token_with_its_role(api, entra, method, path, kwarg
     wrong = [r for r in ("Backup.Read", "Backup.Operator", "Restore.Operator") if r != needed(method, path)]
     if path.startswith("operations/"):
         wrong = []  # an operator role follows the operations its holder started (below)
-    token = client_token(entra, *wrong)
+    token = entra.api_token(*wrong)
     body = assert_problem(api(method, path, headers=bearer(token), **kwargs), 403, "role_missing")
     caller = jwt.decode(token, options={"verify_signature": False})["oid"]
     assert needed(method, path) in body["detail"] and caller in body["detail"]  # whom to give which role
-    allowed = api(method, path, headers=bearer(client_token(entra, needed(method, path))), **kwargs)
+    allowed = api(method, path, headers=bearer(entra.api_token(needed(method, path))), **kwargs)
     assert allowed.status_code not in (401, 403), allowed.text
 
 
@@ -104,12 +104,12 @@ def test_a_workflow_follows_backups_with_its_operator_role_alone(api, entra, app
     location = accepted.headers["Location"]
     polled = requests.get(location, headers=workflow, timeout=30)
     assert polled.status_code in (200, 202) and polled.json()["id"] == nightly.id, polled.text
-    restorer = bearer(client_token(entra, "Restore.Operator"))
+    restorer = bearer(entra.api_token("Restore.Operator"))
     other = requests.get(location, headers=restorer, timeout=30)
     unknown = requests.get(location.replace(nightly.id, "1234567890123deadbeef"), headers=restorer, timeout=30)
     assert assert_problem(other, 404, "operation_not_found") == assert_problem(unknown, 404, "operation_not_found")
     assert nightly.id not in other.text  # not even whether it exists
-    assert requests.get(location, headers=bearer(client_token(entra, "Backup.Read")), timeout=30).status_code in (
+    assert requests.get(location, headers=bearer(entra.api_token("Backup.Read")), timeout=30).status_code in (
         200,
         202,
     )
@@ -117,7 +117,7 @@ def test_a_workflow_follows_backups_with_its_operator_role_alone(api, entra, app
 
 def test_the_caller_goes_into_the_job_history(api, entra, app_env):
     target = app_env["MCCF_TARGETS"].split(",")[0]
-    token = client_token(entra, "Backup.Operator")
+    token = entra.api_token("Backup.Operator")
     accepted = api("POST", "backups", json={"target": target}, headers=bearer(token))
     assert accepted.status_code == 202, accepted.text
     job = next(j for j in BackupService.from_environment().list_jobs(target) if j.id == accepted.json()["id"])
@@ -126,8 +126,8 @@ def test_the_caller_goes_into_the_job_history(api, entra, app_env):
 
 def test_role_names_come_from_settings(api, entra, app_env, monkeypatch):
     monkeypatch.setenv("ROLE_READ", "Backup.Operator")
-    assert_problem(api("GET", "status", headers=bearer(client_token(entra, "Backup.Read"))), 403, "role_missing")
-    assert api("GET", "status", headers=bearer(client_token(entra, "Backup.Operator"))).status_code == 200
+    assert_problem(api("GET", "status", headers=bearer(entra.api_token("Backup.Read"))), 403, "role_missing")
+    assert api("GET", "status", headers=bearer(entra.api_token("Backup.Operator"))).status_code == 200
 
 
 def test_restore_can_be_switched_off(api, app_env, monkeypatch):
@@ -143,7 +143,7 @@ def test_an_app_service_principal_header_proves_nothing(api, entra, app_env, mon
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
     forged = principal("mallory", "Backup.Read", "Backup.Operator", "Restore.Operator")
     assert_problem(api("GET", "status", headers=forged), 401, "unauthenticated")
-    with_token = {**forged, **bearer(client_token(entra, "Backup.Read"))}
+    with_token = {**forged, **bearer(entra.api_token("Backup.Read"))}
     assert_problem(api("POST", "backups", json={"target": "x"}, headers=with_token), 403, "role_missing")
 
 

@@ -16,28 +16,18 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from emulator.entra import api_claims
 from emulator.tokens import ISSUER, TENANT_ID, key_id
 from mccf_backup import entra_tokens
 
-from .entra import bearer, client_token, identity_token
+from .entra import bearer, identity_token
 from .test_http_api import assert_problem
 
 
 def claims(emulator, **changes) -> dict:
     """A v2.0 token's claims for a reader, as the emulator's Entra ID would issue them."""
-    now = int(time.time())
-    base = {
-        "aud": emulator.directory.api_client_id,
-        "iss": f"{emulator.url('login')}/{TENANT_ID}/v2.0",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "tid": TENANT_ID,
-        "oid": str(uuid.uuid4()),
-        "azp": str(uuid.uuid4()),
-        "roles": ["Backup.Read"],
-        "ver": "2.0",
-    }
+    tenant = f"{emulator.url('login')}/{TENANT_ID}"
+    base = api_claims(tenant, emulator.directory.api_client_id, str(uuid.uuid4()), str(uuid.uuid4()), ["Backup.Read"])
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -139,8 +129,8 @@ def test_garbage_in_the_authorization_header_is_a_clean_401(api, entra, authoriz
 
 def test_the_token_never_reaches_a_response_or_the_logs(api, entra, caplog):
     caplog.set_level(logging.DEBUG)
-    token = client_token(entra, "Backup.Read")
-    wrong = client_token(entra)
+    token = entra.api_token("Backup.Read")
+    wrong = entra.api_token()
     for response in (status(api, token), api("POST", "backups", json={"target": "x"}, headers=bearer(wrong))):
         assert token not in response.text and wrong not in response.text
     signature = token.rsplit(".", 1)[1], wrong.rsplit(".", 1)[1]
@@ -157,11 +147,11 @@ def test_a_rolled_signing_key_is_fetched_and_a_flood_of_unknown_keys_is_not(api,
     often than an interval (here shortened from a minute), so a flood of made-up kids cannot make the
     app hammer Entra ID."""
     monkeypatch.setattr(entra_tokens, "UNKNOWN_KEY_REFRESH_SECONDS", 0.5)
-    assert status(api, client_token(entra, "Backup.Read")).status_code == 200
+    assert status(api, entra.api_token("Backup.Read")).status_code == 200
     before = entra.faults.count("login", "GET", ROUND)
     entra.authority.roll_key()
     time.sleep(0.6)
-    assert status(api, client_token(entra, "Backup.Read")).status_code == 200  # the new key, fetched
+    assert status(api, entra.api_token("Backup.Read")).status_code == 200  # the new key, fetched
     assert entra.faults.count("login", "GET", ROUND) == before + 1
     monkeypatch.setattr(entra_tokens, "UNKNOWN_KEY_REFRESH_SECONDS", 60)
     mallory = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -172,7 +162,7 @@ def test_a_rolled_signing_key_is_fetched_and_a_flood_of_unknown_keys_is_not(api,
 
 
 def test_many_first_callers_at_once_share_one_fetch(api, entra):
-    tokens = [client_token(entra, "Backup.Read") for _ in range(12)]
+    tokens = [entra.api_token("Backup.Read") for _ in range(12)]
     before = entra.faults.count("login", "GET")
     results: list[int] = []
     threads = [threading.Thread(target=lambda t=t: results.append(status(api, t).status_code)) for t in tokens]
@@ -186,7 +176,7 @@ def test_many_first_callers_at_once_share_one_fetch(api, entra):
 
 def test_an_unreachable_authority_is_a_503_that_says_so_and_cached_keys_keep_serving(api, entra, monkeypatch):
     monkeypatch.setattr(entra_tokens, "FAILED_FETCH_BACKOFF_SECONDS", 0.5)
-    token = client_token(entra, "Backup.Read")
+    token = entra.api_token("Backup.Read")
     entra.faults.down("login")
     body = assert_problem(status(api, token), 503, "token_keys_unavailable")
     assert "AUTH_AUTHORITY_HOST" in body["detail"]
@@ -216,7 +206,7 @@ def test_auth_settings_that_cannot_work_are_refused_by_name(api, entra, monkeypa
     from mccf_backup.settings import Settings
 
     monkeypatch.setenv(name, value)
-    assert_problem(status(api, client_token(entra, "Backup.Read")), 500, "settings_invalid")  # never auth off
+    assert_problem(status(api, entra.api_token("Backup.Read")), 500, "settings_invalid")  # never auth off
     with pytest.raises(SettingsInvalid) as refused:  # what the logs, the CLI and the preflight say
         Settings.from_env()
     assert fragment in refused.value.message
@@ -226,7 +216,7 @@ def test_a_slow_fetch_for_an_unknown_key_never_holds_up_callers_whose_key_is_cac
     """A made-up kid makes the app ask the authority again; while that fetch crawls, every caller whose
     key is already cached is answered (the red team stalled them all for the fetch's length once)."""
     monkeypatch.setattr(entra_tokens, "UNKNOWN_KEY_REFRESH_SECONDS", 0.2)
-    good = client_token(entra, "Backup.Read")
+    good = entra.api_token("Backup.Read")
     assert status(api, good).status_code == 200
     time.sleep(0.3)
     entra.faults.set_latency("login", 4.0, path=r"(openid-configuration|keys)$")
@@ -246,7 +236,7 @@ def test_a_slow_fetch_for_an_unknown_key_never_holds_up_callers_whose_key_is_cac
 def test_restore_being_off_is_told_only_to_a_caller_with_a_token(api, entra, monkeypatch):
     monkeypatch.setenv("RESTORE_ENABLED", "false")
     assert_problem(api("POST", "restores", json={"target": "x", "dryRun": True}), 401, "unauthenticated")
-    token = client_token(entra, "Restore.Operator")
+    token = entra.api_token("Restore.Operator")
     restores = api("POST", "restores", json={"target": "x", "dryRun": True}, headers=bearer(token))
     assert_problem(restores, 403, "restore_disabled")
 

@@ -138,16 +138,16 @@ def test_a_golden_copy_survives_retention_restores_by_label_and_warns_before_90_
 
 
 def test_unpinning_needs_the_restore_role_pinning_the_backup_role(api, app_env, entra):
-    from .entra import bearer, client_token
+    from .entra import bearer
 
     target = app_env["MCCF_TARGETS"].split(",")[0]
     share = BackupService.from_environment().backup(target, "cli").share
-    operator = bearer(client_token(entra, "Backup.Operator"))
+    operator = bearer(entra.api_token("Backup.Operator"))
     body = {"target": target, "label": "keep"}
     assert api("POST", f"backups/{share}/pin", json=body, headers=operator).status_code == 200
     refused = api("POST", f"backups/{share}/unpin", json={"target": target}, headers=operator)
     assert_problem(refused, 403, "role_missing")
-    restorer = bearer(client_token(entra, "Restore.Operator"))
+    restorer = bearer(entra.api_token("Restore.Operator"))
     assert api("POST", f"backups/{share}/unpin", json={"target": target}, headers=restorer).status_code == 200
 
 

@@ -16,7 +16,7 @@ from mccf_backup.identity import reset_credentials
 from mccf_backup.service import BackupService
 from devhost.devserver import RunningServer
 
-from .conftest import entra_settings, every_role_headers, seeded_settings
+from .conftest import every_role_headers, seeded_settings
 from .contract import DOCUMENT, contract
 
 CODES = set(DOCUMENT["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
@@ -63,7 +63,7 @@ def fuzz_server(emulator, azurite, monkeypatch):
     """The app on the emulator's seeded targets, guarded by Entra ID as in production; no queue pump, so
     nothing runs between requests but what a request does itself. ``server.caller`` holds the headers
     of a caller with every role."""
-    for key, value in {**seeded_settings(emulator, azurite, prefix="fuzz"), **entra_settings(emulator)}.items():
+    for key, value in {**seeded_settings(emulator, azurite, prefix="fuzz"), **emulator.api_auth_settings}.items():
         monkeypatch.setenv(key, value)
     from function_app import app
 

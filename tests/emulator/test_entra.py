@@ -6,15 +6,13 @@ import jwt
 import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import ClientSecretCredential
 
+from emulator.entra import client_credential
 from emulator.tokens import ISSUER, TENANT_ID
 
 
-def credential(emulator, client_id: str, secret: str) -> ClientSecretCredential:
-    return ClientSecretCredential(
-        TENANT_ID, client_id, secret, authority=emulator.url("login"), disable_instance_discovery=True
-    )
+def credential(emulator, client_id: str, secret: str):
+    return client_credential(emulator.url("login"), client_id, secret)
 
 
 def claims_of(token: str) -> dict:
