@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .entra_tokens import caller_from
+from .entra_tokens import Caller, caller_from
 from .errors import RestoreDisabled, RoleMissing
 from .settings import Settings
 
@@ -29,12 +29,7 @@ def authorize(headers: Mapping[str, str], action: str, settings: Settings) -> st
         return "function-key"
     role = settings.roles["restore" if action == "unpin" else action]  # unpinning exposes a backup to deletion
     if role not in caller.roles:
-        whom = f"service principal or user {caller.object_id}" if caller.object_id else "caller"
-        raise RoleMissing(
-            f"The caller lacks the app role '{role}' needed to {ACTION_WORDS[action]}: assign it to the {whom} "
-            "on the API's app registration (docs/security.md).",
-            field="role",
-        )
+        raise _role_missing(caller, f"the app role '{role}' needed to {ACTION_WORDS[action]}")
     return caller.name
 
 
@@ -63,9 +58,16 @@ def may_follow(headers: Mapping[str, str], settings: Settings) -> FollowRight:
     kinds = frozenset().union(*(FOLLOWS[role] for role in FOLLOWS if settings.roles[role] in caller.roles))
     if kinds:
         return FollowRight(kinds)
+    raise _role_missing(
+        caller,
+        f"the app role '{settings.roles['read']}' needed to read operations (or an operator role, to follow what it starts)",
+    )
+
+
+def _role_missing(caller: Caller, lacks: str) -> RoleMissing:
+    """The 403, naming whom to give the role (the object ID is a GUID the token held, checked as one)."""
     whom = f"service principal or user {caller.object_id}" if caller.object_id else "caller"
-    raise RoleMissing(
-        f"The caller lacks the app role '{settings.roles['read']}' needed to read operations (or an operator "
-        f"role, to follow what it starts): assign it to the {whom} on the API's app registration (docs/security.md).",
+    return RoleMissing(
+        f"The caller lacks {lacks}: assign it to the {whom} on the API's app registration (docs/security.md).",
         field="role",
     )

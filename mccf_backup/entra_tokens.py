@@ -30,7 +30,7 @@ import requests
 
 from . import logs
 from .errors import TokenKeysUnavailable, Unauthenticated
-from .inputs import caller_name
+from .inputs import GUID, caller_name
 
 log = logs.logger("mccf_backup")
 
@@ -43,7 +43,6 @@ FETCH_WAIT_SECONDS = 15  # the longest a request waits for keys it has not got, 
 HTTP_TIMEOUT = (5, 10)
 MAX_DOCUMENT_BYTES = 1024 * 1024  # Entra ID's metadata and key sets are a few kB
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NAME_CLAIMS = ("preferred_username", "upn", "unique_name", "name", "appid", "azp", "oid")
 
 
@@ -219,7 +218,10 @@ _signing_keys_lock = threading.Lock()
 def signing_keys(policy: TokenPolicy) -> SigningKeys:
     """One cache per policy per process: every invocation on an instance shares the keys."""
     with _signing_keys_lock:
-        return _signing_keys.setdefault(policy, SigningKeys(policy))
+        keys = _signing_keys.get(policy)  # not setdefault: that would build a cache and a Session per request
+        if keys is None:
+            keys = _signing_keys[policy] = SigningKeys(policy)
+        return keys
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
@@ -259,7 +261,7 @@ def caller_from(headers: Mapping[str, str], policy: TokenPolicy, keys: SigningKe
     name = next((claims[c] for c in NAME_CLAIMS if isinstance(claims.get(c), str) and claims[c]), "unknown caller")
     return Caller(
         name=caller_name(name),
-        object_id=object_id if _GUID.fullmatch(object_id) else "",
+        object_id=object_id if GUID.fullmatch(object_id) else "",
         roles=frozenset(r for r in roles if isinstance(r, str)),
     )
 

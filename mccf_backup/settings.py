@@ -18,7 +18,7 @@ from .entra_tokens import TokenPolicy
 from .errors import MccfBackupError, SettingsInvalid
 from .retention import RetentionPolicy
 from .schedules import Schedule, ScheduleInvalid
-from .inputs import REGION
+from .inputs import GUID, REGION
 from .targets import Target, TargetSet, parse_targets
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -283,8 +283,6 @@ class Settings:
 
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_AUTHORITY = re.compile(r"https://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?/?", re.IGNORECASE)
 
 
 def _token_policy(get: Callable[[str], str], problems: list[str]) -> TokenPolicy | None:
@@ -295,12 +293,13 @@ def _token_policy(get: Callable[[str], str], problems: list[str]) -> TokenPolicy
     if not client_id:
         return None
     found = len(problems)
-    if not _GUID.fullmatch(client_id):
+    if not GUID.fullmatch(client_id):
         problems.append("AUTH_CLIENT_ID must be the API app registration's client ID (a GUID)")
-    if not _GUID.fullmatch(tenant_id):
+    if not GUID.fullmatch(tenant_id):
         problems.append("AUTH_TENANT_ID must be the tenant's ID (a GUID) when AUTH_CLIENT_ID is set")
-    port = re.search(r":(\d+)/?$", authority)
-    if not _AUTHORITY.fullmatch(authority) or (port and not 0 < int(port.group(1)) < 65536):
+    host = authority.lower().removeprefix("https://").removesuffix("/")  # an origin, like WEBSITE_HOSTNAME's
+    port = host.rpartition(":")[2] if ":" in host else "443"
+    if not authority.lower().startswith("https://") or not _HOST_AND_PORT.fullmatch(host) or not 0 < int(port) < 65536:
         problems.append("AUTH_AUTHORITY_HOST must be an https origin, such as https://login.microsoftonline.com")
     if len(problems) > found:
         return None
